@@ -1,0 +1,187 @@
+#ifndef ING_INTERNAL_H
+#define ING_INTERNAL_H
+
+/*
+ * meterhub-ingest internals shared by its files.
+ *
+ * Threads: the main thread loads the configuration, owns the listeners' setup, the directory
+ * refresher and the ops endpoint. Each worker thread owns its event_base, evhttp, listener
+ * socket (SO_REUSEPORT), Redis connection, directory reference and connection list; nothing
+ * on a worker's hot path is shared except the rate-limit table (striped locks) and metrics
+ * (relaxed atomics, one block per worker).
+ */
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+#include <hiredis/async.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "batch.h"
+#include "common/config.h"
+#include "common/queue.h"
+#include "directory.h"
+#include "ratelimit.h"
+
+typedef struct ing_conf {
+    char *listen_addr;
+    long listen_port;
+    long workers;
+    char *tls_cert;
+    char *tls_key;
+    char *client_ca;
+    char *ops_addr;
+    long ops_port;
+    long idle_timeout_s;
+    long max_body_bytes;
+    long max_readings;
+    long max_future_skew_s;
+    long max_age_s;
+    long rate_per_s;
+    long rate_burst;
+    long max_backlog;
+    long max_inflight;
+    long directory_refresh_ms;
+    char *log_level;
+} ing_conf_t;
+
+typedef struct ing_pg_conf {
+    char *conninfo;
+} ing_pg_conf_t;
+
+typedef struct ing_settings {
+    ing_conf_t ingest;
+    ing_pg_conf_t pg;
+    mh_redis_conf_t redis;
+} ing_settings_t;
+
+/* Fills sections[3] describing `s` (ingest, postgres, redis). */
+void ing_settings_sections(ing_settings_t *s, mh_cfg_section_t *sections);
+/* Refuses unsafe or inconsistent combinations. Returns 0 or -1 with err filled. */
+int ing_settings_validate(const ing_settings_t *s, char *err, size_t errlen);
+
+/* HTTP statuses counted in metrics; anything else counts as "other". */
+enum {
+    ING_ST_200,
+    ING_ST_400,
+    ING_ST_403,
+    ING_ST_404,
+    ING_ST_405,
+    ING_ST_409,
+    ING_ST_413,
+    ING_ST_415,
+    ING_ST_429,
+    ING_ST_500,
+    ING_ST_503,
+    ING_ST_OTHER,
+    ING_NSTATUS
+};
+
+#define ING_LAT_BUCKETS 12
+
+typedef struct ing_metrics {
+    atomic_uint_fast64_t requests[ING_NSTATUS];
+    atomic_uint_fast64_t readings_accepted;
+    atomic_uint_fast64_t batches_accepted;
+    atomic_uint_fast64_t heartbeats_accepted;
+    atomic_uint_fast64_t foreign_sensor_posts;
+    atomic_uint_fast64_t revoked_connections_closed;
+    atomic_uint_fast64_t connections_open;
+    atomic_uint_fast64_t connections_total;
+    atomic_uint_fast64_t redis_errors;
+    atomic_uint_fast64_t redis_lat_bucket[ING_LAT_BUCKETS];
+    atomic_uint_fast64_t redis_lat_sum_us;
+    atomic_uint_fast64_t redis_lat_count;
+} ing_metrics_t;
+
+typedef struct ing_server ing_server_t;
+typedef struct ing_worker ing_worker_t;
+typedef struct ing_conn ing_conn_t;
+
+/* One TLS connection of a worker; freed with its SSL object (ex_data free callback). */
+struct ing_conn {
+    ing_worker_t *worker;
+    struct bufferevent *bev; /* borrowed: the connection owns us, not the reverse */
+    ing_conn_t *prev, *next;
+    uint64_t dir_generation;    /* generation `device` was looked up in */
+    const ing_device_t *device; /* borrowed from the worker's snapshot */
+    uint64_t did;               /* device of this connection once known; 0 before */
+};
+
+/* Redis state of one worker: one async connection, pipelining every request's command. */
+typedef struct ing_redis {
+    redisAsyncContext *ac; /* NULL while disconnected */
+    atomic_bool ready;     /* connected, authenticated and script loaded */
+    char sha[41];
+    long inflight;
+    int backoff_ms;
+    struct event *reconnect_ev;
+    bool down_logged;
+} ing_redis_t;
+
+struct ing_worker {
+    int index;
+    ing_server_t *srv;
+    pthread_t thread;
+    struct event_base *base;
+    struct evhttp *http;
+    struct evconnlistener *listener;
+    struct event *tick_ev;
+    struct event *stop_ev;
+    ing_directory_t *dir; /* owned reference */
+    ing_redis_t redis;
+    ing_conn_t conns; /* list head (sentinel) */
+    ing_metrics_t metrics;
+};
+
+struct ing_server {
+    const ing_settings_t *cfg; /* borrowed */
+    SSL_CTX *ssl_ctx;
+    int nworkers;
+    ing_worker_t *workers;
+    ing_dirhub_t dirhub;
+    ing_ratelimit_t *ratelimit;
+    ing_limits_t limits;
+    atomic_uint_fast64_t tls_alerts[256]; /* handshake alerts we sent, by description */
+    atomic_int_fast64_t *backlog;         /* last stream length seen, per shard */
+    atomic_bool dir_loaded;
+};
+
+/* server.c */
+int ing_server_init(ing_server_t *srv, const ing_settings_t *cfg);
+int ing_server_start(ing_server_t *srv);
+void ing_server_stop(ing_server_t *srv);
+void ing_server_dispose(ing_server_t *srv);
+/* The metric label of a TLS alert description. */
+const char *ing_tls_alert_name(int desc);
+/* The SSL ex_data index under which each connection's ing_conn_t hangs. */
+int ing_conn_ex_index(void);
+
+/* routes.c: the evhttp callback of every worker (arg: ing_worker_t). */
+void ing_routes_handle(struct evhttp_request *req, void *arg);
+int ing_metrics_status_index(int status);
+
+/* redisq.c: the worker's Redis connection. Worker thread only. */
+typedef void (*ing_redisq_cb)(ing_worker_t *w, void *arg, const redisReply *reply,
+                              const char *errstr);
+int ing_redisq_start(ing_worker_t *w);
+void ing_redisq_stop(ing_worker_t *w);
+/*
+ * Runs the accept script for one entry: backlog check, counter check, XADD. cb is called
+ * exactly once: with the reply, or with reply NULL and errstr on timeout or disconnect.
+ * Returns 0, or -1 (not ready / too many in flight) without calling cb.
+ */
+int ing_redisq_accept(ing_worker_t *w, long shard, uint64_t counter_sid, const uint8_t *entry,
+                      size_t entry_len, const ing_batch_t *counter_batch, ing_redisq_cb cb,
+                      void *arg);
+
+/* metrics.c */
+void ing_metrics_render(struct evbuffer *out, void *arg);
+bool ing_health_render(struct evbuffer *out, void *arg);
+void ing_metrics_observe_redis(ing_metrics_t *m, uint64_t usec);
+
+#endif

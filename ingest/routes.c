@@ -1,0 +1,512 @@
+/*
+ * The device-facing routes:
+ *   POST /sensor/<sensor-id>   a batch of readings (Flukso JSON or protobuf ReadingBatch)
+ *   POST /device/<device-id>   heartbeat
+ *   GET  /firmware/<id>        firmware download (no release is ever offered yet: 404)
+ * Every refusal is a JSON body {"error", "message", "field"?} with a 4xx/5xx status.
+ */
+#include "ingest_internal.h"
+
+#include "common/alloc.h"
+#include "common/log.h"
+#include "proto/meterhub.pb-c.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define ING_RETRY_AFTER_UNAVAILABLE 2
+#define ING_MAX_FIRMWARE_VERSION 64
+
+/* A request waiting for Redis. */
+typedef struct ing_pending {
+    struct evhttp_request *req;
+    long shard;
+    size_t nreadings;
+    bool heartbeat;
+} ing_pending_t;
+
+int ing_metrics_status_index(int status)
+{
+    switch (status) {
+    case 200:
+        return ING_ST_200;
+    case 400:
+        return ING_ST_400;
+    case 403:
+        return ING_ST_403;
+    case 404:
+        return ING_ST_404;
+    case 405:
+        return ING_ST_405;
+    case 409:
+        return ING_ST_409;
+    case 413:
+        return ING_ST_413;
+    case 415:
+        return ING_ST_415;
+    case 429:
+        return ING_ST_429;
+    case 500:
+        return ING_ST_500;
+    case 503:
+        return ING_ST_503;
+    default:
+        return ING_ST_OTHER;
+    }
+}
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 429:
+        return "Too Many Requests";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Internal Server Error";
+    }
+}
+
+static void send_json(ing_worker_t *w, struct evhttp_request *req, int status, json_t *body)
+{
+    struct evkeyvalq *hdr = evhttp_request_get_output_headers(req);
+    struct evbuffer *out = evhttp_request_get_output_buffer(req);
+    char *text = json_dumps(body, JSON_COMPACT);
+    evhttp_add_header(hdr, "Content-Type", "application/json");
+    if (text != NULL) {
+        evbuffer_add(out, text, strlen(text));
+        free(text);
+    }
+    json_decref(body);
+    atomic_fetch_add_explicit(&w->metrics.requests[ing_metrics_status_index(status)], 1,
+                              memory_order_relaxed);
+    evhttp_send_reply(req, status, reason_phrase(status), NULL);
+}
+
+static void send_error(ing_worker_t *w, struct evhttp_request *req, int status, const char *code,
+                       const char *field, const char *message, int retry_after)
+{
+    json_t *body = json_pack("{s:s, s:s}", "error", code, "message", message);
+    if (body == NULL)
+        body = json_object();
+    if (field != NULL && field[0] != '\0')
+        json_object_set_new(body, "field", json_string(field));
+    if (retry_after > 0) {
+        char v[16];
+        snprintf(v, sizeof(v), "%d", retry_after);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", v);
+        json_object_set_new(body, "retry_after", json_integer(retry_after));
+    }
+    send_json(w, req, status, body);
+}
+
+static void send_batch_error(ing_worker_t *w, struct evhttp_request *req,
+                             const ing_batch_error_t *err)
+{
+    send_error(w, req, err->status, err->code, err->field, err->message, 0);
+}
+
+static void close_after_reply(struct evhttp_request *req)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+}
+
+static void peer_name(struct evhttp_request *req, char *out, size_t len)
+{
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (evcon != NULL)
+        evhttp_connection_get_peer(evcon, &addr, &port);
+    snprintf(out, len, "%s:%u", addr ? addr : "?", (unsigned)port);
+}
+
+/*
+ * Maps the connection's verified client certificate to an active device. The answer is
+ * cached on the connection for as long as the worker's snapshot does not change.
+ */
+static const ing_device_t *authenticate(ing_worker_t *w, struct evhttp_request *req)
+{
+    char peer[80];
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+    ing_conn_t *c = NULL;
+
+    if (ssl == NULL) {
+        send_error(w, req, 403, "no_certificate", NULL, "a client certificate is required", 0);
+        return NULL;
+    }
+    if (w->dir == NULL) {
+        send_error(w, req, 503, "starting", NULL, "the device directory is not loaded yet",
+                   ING_RETRY_AFTER_UNAVAILABLE);
+        return NULL;
+    }
+    c = SSL_get_ex_data(ssl, ing_conn_ex_index());
+    if (c != NULL && c->device != NULL && c->dir_generation == ing_directory_generation(w->dir))
+        return c->device;
+
+    X509 *cert = SSL_get0_peer_certificate(ssl);
+    uint8_t fp[MH_FINGERPRINT_LEN];
+    char cn[MH_ID_LEN + 2];
+    if (cert == NULL || mh_cert_fingerprint(cert, fp) != 0) {
+        send_error(w, req, 403, "no_certificate", NULL, "a client certificate is required", 0);
+        return NULL;
+    }
+    const ing_device_t *d = ing_directory_device_by_fingerprint(w->dir, fp);
+    if (d == NULL || mh_cert_subject_cn(cert, cn, sizeof(cn)) != 0 || strcmp(cn, d->id) != 0) {
+        peer_name(req, peer, sizeof(peer));
+        mh_log(MH_LOG_WARN, "worker %d: %s presented a certificate of no known device", w->index,
+               peer);
+        close_after_reply(req);
+        send_error(w, req, 403, "unknown_device", NULL,
+                   "this certificate does not belong to a registered device", 0);
+        return NULL;
+    }
+    if (!d->active) {
+        peer_name(req, peer, sizeof(peer));
+        mh_log(MH_LOG_WARN, "worker %d: revoked device %s refused (%s)", w->index, d->id, peer);
+        close_after_reply(req);
+        send_error(w, req, 403, "device_revoked", NULL, "this device has been revoked", 0);
+        return NULL;
+    }
+    if (c != NULL) {
+        c->device = d;
+        c->did = d->did;
+        c->dir_generation = ing_directory_generation(w->dir);
+    }
+    return d;
+}
+
+static double monotonic_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static bool rate_limited(ing_worker_t *w, struct evhttp_request *req, const ing_device_t *d)
+{
+    double retry = 0;
+    if (ing_ratelimit_take(w->srv->ratelimit, d->did, monotonic_now(), &retry))
+        return false;
+    int secs = (int)ceil(retry);
+    send_error(w, req, 429, "rate_limited", NULL,
+               "this device posts faster than its allowance; retry later", secs < 1 ? 1 : secs);
+    return true;
+}
+
+static void accept_done(ing_worker_t *w, void *arg, const redisReply *reply, const char *errstr)
+{
+    ing_pending_t *p = arg;
+    struct evhttp_request *req = p->req;
+
+    if (reply == NULL) {
+        send_error(w, req, 503, "queue_unavailable", NULL,
+                   "the queue did not answer in time; retry later", ING_RETRY_AFTER_UNAVAILABLE);
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        if (strncmp(reply->str, "MHBACKLOG", 9) == 0) {
+            send_error(w, req, 503, "backlog_full", NULL,
+                       "the service is behind on storing readings; retry later", 5);
+        } else if (strncmp(reply->str, "MHDECREASE", 10) == 0) {
+            char msg[200];
+            snprintf(msg, sizeof(msg),
+                     "counter would decrease: a stored reading (ts value) %s is larger than the "
+                     "first newer one in this batch",
+                     strchr(reply->str + 11, ' ') ? strchr(reply->str + 11, ' ') + 1 : "");
+            send_error(w, req, 409, "counter_decreased", "measurements", msg, 0);
+        } else {
+            atomic_fetch_add_explicit(&w->metrics.redis_errors, 1, memory_order_relaxed);
+            mh_log(MH_LOG_ERROR, "worker %d: redis refused an entry: %s", w->index, reply->str);
+            if (strncmp(reply->str, "NOSCRIPT", 8) == 0 && w->redis.ac != NULL)
+                redisAsyncDisconnect(w->redis.ac); /* reconnect reloads the script */
+            send_error(w, req, 503, "queue_error", NULL, "the queue refused the batch; retry",
+                       ING_RETRY_AFTER_UNAVAILABLE);
+        }
+    } else {
+        if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+            reply->element[1]->type == REDIS_REPLY_INTEGER)
+            atomic_store_explicit(&w->srv->backlog[p->shard], reply->element[1]->integer,
+                                  memory_order_relaxed);
+        if (p->heartbeat) {
+            atomic_fetch_add_explicit(&w->metrics.heartbeats_accepted, 1, memory_order_relaxed);
+            json_t *body = json_pack("{s:I, s:n}", "time", (json_int_t)time(NULL), "upgrade");
+            send_json(w, req, 200, body);
+        } else {
+            atomic_fetch_add_explicit(&w->metrics.batches_accepted, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&w->metrics.readings_accepted, p->nreadings,
+                                      memory_order_relaxed);
+            send_json(w, req, 200, json_pack("{s:I}", "accepted", (json_int_t)p->nreadings));
+        }
+    }
+    free(p);
+}
+
+static void queue_entry(ing_worker_t *w, struct evhttp_request *req, long shard,
+                        const Meterhub__QueueEntry *entry, const ing_sensor_t *counter,
+                        const ing_batch_t *batch, bool heartbeat)
+{
+    size_t len = meterhub__queue_entry__get_packed_size(entry);
+    uint8_t *buf = mh_malloc(len ? len : 1);
+    meterhub__queue_entry__pack(entry, buf);
+    ing_pending_t *p = mh_calloc(1, sizeof(*p));
+    p->req = req;
+    p->shard = shard;
+    p->nreadings = batch ? batch->n : 0;
+    p->heartbeat = heartbeat;
+    if (ing_redisq_accept(w, shard, counter ? counter->sid : 0, buf, len, counter ? batch : NULL,
+                          accept_done, p) != 0) {
+        free(p);
+        send_error(w, req, 503, "queue_unavailable", NULL,
+                   "the queue is unavailable or saturated; retry later",
+                   ING_RETRY_AFTER_UNAVAILABLE);
+    }
+    free(buf);
+}
+
+static bool queue_ready(ing_worker_t *w, struct evhttp_request *req)
+{
+    if (w->redis.ready && w->redis.inflight < w->srv->cfg->ingest.max_inflight)
+        return true;
+    send_error(w, req, 503, "queue_unavailable", NULL,
+               "the queue is unavailable or saturated; retry later", ING_RETRY_AFTER_UNAVAILABLE);
+    return false;
+}
+
+typedef enum body_kind { BODY_JSON, BODY_PROTOBUF, BODY_UNSUPPORTED } body_kind_t;
+
+static body_kind_t body_kind(struct evhttp_request *req)
+{
+    const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+    if (ct == NULL)
+        return BODY_JSON; /* Flukso meters send JSON, not always with a type */
+    size_t n = strcspn(ct, "; ");
+    if (n == strlen("application/json") && strncasecmp(ct, "application/json", n) == 0)
+        return BODY_JSON;
+    if ((n == strlen("application/x-protobuf") &&
+         strncasecmp(ct, "application/x-protobuf", n) == 0) ||
+        (n == strlen("application/protobuf") && strncasecmp(ct, "application/protobuf", n) == 0))
+        return BODY_PROTOBUF;
+    return BODY_UNSUPPORTED;
+}
+
+static void post_sensor(ing_worker_t *w, struct evhttp_request *req, const char *id, size_t idlen)
+{
+    ing_batch_t batch;
+    ing_batch_error_t err;
+    ing_batch_init(&batch);
+
+    const ing_device_t *d = authenticate(w, req);
+    if (d == NULL)
+        goto done;
+    const ing_sensor_t *s = ing_directory_sensor(w->dir, id, idlen);
+    if (s == NULL || s->device_did != d->did) {
+        char peer[80];
+        peer_name(req, peer, sizeof(peer));
+        atomic_fetch_add_explicit(&w->metrics.foreign_sensor_posts, 1, memory_order_relaxed);
+        mh_log(MH_LOG_WARN, "worker %d: device %s (%s) posted to sensor %.32s, not one of its own",
+               w->index, d->id, peer, mh_id_valid_n(id, idlen) ? id : "(malformed id)");
+        send_error(w, req, 403, "not_your_sensor", "sensor",
+                   "this sensor does not belong to the device of this certificate", 0);
+        goto done;
+    }
+    if (rate_limited(w, req, d) || !queue_ready(w, req))
+        goto done;
+
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    const unsigned char *body = evbuffer_pullup(in, -1);
+    int rc;
+    switch (body_kind(req)) {
+    case BODY_JSON:
+        rc = ing_batch_parse_json((const char *)body, len, w->srv->limits.max_readings, &batch,
+                                  &err);
+        break;
+    case BODY_PROTOBUF:
+        rc = ing_batch_parse_protobuf(body, len, w->srv->limits.max_readings, &batch, &err);
+        break;
+    default:
+        send_error(w, req, 415, "unsupported_media_type", "Content-Type",
+                   "send application/json or application/x-protobuf", 0);
+        goto done;
+    }
+    if (rc != 0 ||
+        ing_batch_validate(&batch, &w->srv->limits, (int64_t)time(NULL), s->counter, &err) != 0) {
+        send_batch_error(w, req, &err);
+        goto done;
+    }
+
+    Meterhub__SensorBatch sb;
+    meterhub__sensor_batch__init(&sb);
+    sb.sensor = s->sid;
+    sb.sensor_id = (char *)s->id;
+    sb.device = d->did;
+    sb.n_ts = batch.n;
+    sb.ts = batch.ts;
+    sb.n_value = batch.n;
+    sb.value = batch.value;
+    sb.received = (int64_t)time(NULL);
+    Meterhub__QueueEntry qe;
+    meterhub__queue_entry__init(&qe);
+    qe.body_case = METERHUB__QUEUE_ENTRY__BODY_BATCH;
+    qe.batch = &sb;
+    queue_entry(w, req, mh_queue_shard(s->sid, w->srv->cfg->redis.shards), &qe,
+                s->counter ? s : NULL, &batch, false);
+done:
+    ing_batch_dispose(&batch);
+}
+
+static bool printable(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+            return false;
+    return true;
+}
+
+static void post_heartbeat(ing_worker_t *w, struct evhttp_request *req, const char *id,
+                           size_t idlen)
+{
+    json_t *root = NULL;
+    json_error_t jerr;
+    char msg[200];
+
+    const ing_device_t *d = authenticate(w, req);
+    if (d == NULL)
+        goto done;
+    if (idlen != MH_ID_LEN || memcmp(id, d->id, MH_ID_LEN) != 0) {
+        send_error(w, req, 403, "not_this_device", "device",
+                   "a device may only send heartbeats as itself", 0);
+        goto done;
+    }
+    if (rate_limited(w, req, d) || !queue_ready(w, req))
+        goto done;
+    if (body_kind(req) != BODY_JSON) {
+        send_error(w, req, 415, "unsupported_media_type", "Content-Type",
+                   "heartbeats are application/json", 0);
+        goto done;
+    }
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    root = json_loadb((const char *)evbuffer_pullup(in, -1), len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL || !json_is_object(root)) {
+        snprintf(msg, sizeof(msg), "malformed JSON: %s", root ? "not an object" : jerr.text);
+        send_error(w, req, 400, "malformed_json", NULL, msg, 0);
+        goto done;
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach(root, key, val)
+    {
+        if (strcmp(key, "firmware_version") != 0 && strcmp(key, "remote_upgrade") != 0 &&
+            strcmp(key, "uptime") != 0) {
+            snprintf(msg, sizeof(msg), "unknown field '%.40s'", key);
+            send_error(w, req, 400, "unknown_field", key, msg, 0);
+            goto done;
+        }
+    }
+    json_t *fw = json_object_get(root, "firmware_version");
+    json_t *ru = json_object_get(root, "remote_upgrade");
+    json_t *up = json_object_get(root, "uptime");
+    if (!json_is_string(fw) || json_string_length(fw) == 0 ||
+        json_string_length(fw) > ING_MAX_FIRMWARE_VERSION || !printable(json_string_value(fw))) {
+        send_error(w, req, 400, "invalid_field", "firmware_version",
+                   "firmware_version must be a printable string of 1 to 64 characters", 0);
+        goto done;
+    }
+    if (!json_is_boolean(ru)) {
+        send_error(w, req, 400, "invalid_field", "remote_upgrade",
+                   "remote_upgrade must be true or false", 0);
+        goto done;
+    }
+    if (up != NULL && (!json_is_integer(up) || json_integer_value(up) < 0)) {
+        send_error(w, req, 400, "invalid_field", "uptime", "uptime must be a non-negative integer",
+                   0);
+        goto done;
+    }
+    Meterhub__Heartbeat hb;
+    meterhub__heartbeat__init(&hb);
+    hb.device = d->did;
+    hb.device_id = (char *)d->id;
+    hb.ts = (int64_t)time(NULL);
+    hb.firmware_version = (char *)json_string_value(fw);
+    hb.remote_upgrade = json_is_true(ru);
+    Meterhub__QueueEntry qe;
+    meterhub__queue_entry__init(&qe);
+    qe.body_case = METERHUB__QUEUE_ENTRY__BODY_HEARTBEAT;
+    qe.heartbeat = &hb;
+    queue_entry(w, req, mh_queue_shard(d->did, w->srv->cfg->redis.shards), &qe, NULL, NULL, true);
+done:
+    json_decref(root);
+}
+
+/* Matches "/<prefix>/<id>" and returns the id part, or NULL. */
+static const char *match_path(const char *path, const char *prefix, size_t *idlen)
+{
+    size_t n = strlen(prefix);
+    if (strncmp(path, prefix, n) != 0)
+        return NULL;
+    const char *id = path + n;
+    *idlen = strlen(id);
+    if (*idlen == 0 || *idlen > 64 || strchr(id, '/') != NULL)
+        return NULL;
+    return id;
+}
+
+void ing_routes_handle(struct evhttp_request *req, void *arg)
+{
+    ing_worker_t *w = arg;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    const char *id;
+    size_t idlen;
+
+    if (path == NULL) {
+        send_error(w, req, 400, "bad_request", NULL, "malformed request line", 0);
+        return;
+    }
+    if ((id = match_path(path, "/sensor/", &idlen)) != NULL) {
+        if (cmd != EVHTTP_REQ_POST) {
+            send_error(w, req, 405, "method_not_allowed", NULL, "use POST", 0);
+            return;
+        }
+        post_sensor(w, req, id, idlen);
+    } else if ((id = match_path(path, "/device/", &idlen)) != NULL) {
+        if (cmd != EVHTTP_REQ_POST) {
+            send_error(w, req, 405, "method_not_allowed", NULL, "use POST", 0);
+            return;
+        }
+        post_heartbeat(w, req, id, idlen);
+    } else if ((id = match_path(path, "/firmware/", &idlen)) != NULL) {
+        if (authenticate(w, req) == NULL)
+            return;
+        send_error(w, req, 404, "not_offered", NULL, "no firmware is offered to this device", 0);
+    } else {
+        send_error(w, req, 404, "not_found", NULL, "no such resource", 0);
+    }
+}
