@@ -72,8 +72,7 @@ static int set_value(const mh_cfg_section_t *s, const mh_cfg_key_t *k, const cha
     return -1;
 }
 
-int mh_config_defaults(const mh_cfg_section_t *sections, size_t nsections, char *err,
-                       size_t errlen)
+int mh_config_defaults(const mh_cfg_section_t *sections, size_t nsections, char *err, size_t errlen)
 {
     for (size_t i = 0; i < nsections; i++) {
         const mh_cfg_section_t *s = &sections[i];
@@ -137,8 +136,8 @@ static int apply_pair(const mh_cfg_section_t *s, char *key, char *val, char *err
     return set_value(s, k, val, err, errlen);
 }
 
-int mh_config_load(const char *path, const mh_cfg_section_t *sections, size_t nsections,
-                   char *err, size_t errlen)
+int mh_config_load(const char *path, const mh_cfg_section_t *sections, size_t nsections, char *err,
+                   size_t errlen)
 {
     FILE *f = NULL;
     char line[CFG_MAX_LINE];

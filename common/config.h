@@ -47,8 +47,8 @@ int mh_config_defaults(const mh_cfg_section_t *sections, size_t nsections, char 
  * message "path:line: what" in err. On failure the structs hold defaults plus whatever was
  * parsed; the caller disposes them either way.
  */
-int mh_config_load(const char *path, const mh_cfg_section_t *sections, size_t nsections,
-                   char *err, size_t errlen);
+int mh_config_load(const char *path, const mh_cfg_section_t *sections, size_t nsections, char *err,
+                   size_t errlen);
 
 /* Applies one "section.key=value" override (command line). Same errors as a file line. */
 int mh_config_set(const mh_cfg_section_t *sections, size_t nsections, const char *assignment,

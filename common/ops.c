@@ -50,13 +50,11 @@ static void ops_cb(struct evhttp_request *req, void *arg)
 }
 
 mh_ops_server_t *mh_ops_server_new(struct event_base *base, const char *addr, int port,
-                                   mh_ops_metrics_fn metrics, mh_ops_health_fn health,
-                                   void *arg)
+                                   mh_ops_metrics_fn metrics, mh_ops_health_fn health, void *arg)
 {
     mh_ops_server_t *ops = NULL;
     if (!mh_addr_is_loopback(addr)) {
-        mh_log(MH_LOG_ERROR, "ops: %s is not a loopback address; refusing to expose metrics",
-               addr);
+        mh_log(MH_LOG_ERROR, "ops: %s is not a loopback address; refusing to expose metrics", addr);
         goto fail;
     }
     ops = mh_calloc(1, sizeof(*ops));

@@ -20,8 +20,7 @@ typedef bool (*mh_ops_health_fn)(struct evbuffer *out, void *arg);
 
 /* Returns an owned server, or NULL after logging (non-loopback address, bind failure). */
 mh_ops_server_t *mh_ops_server_new(struct event_base *base, const char *addr, int port,
-                                   mh_ops_metrics_fn metrics, mh_ops_health_fn health,
-                                   void *arg);
+                                   mh_ops_metrics_fn metrics, mh_ops_health_fn health, void *arg);
 void mh_ops_server_free(mh_ops_server_t *ops);
 
 /* True if addr is a numeric loopback address (127.0.0.0/8 or ::1). */
