@@ -110,6 +110,7 @@ struct ing_conn {
     uint64_t dir_generation;    /* generation `device` was looked up in */
     const ing_device_t *device; /* borrowed from the worker's snapshot */
     uint64_t did;               /* device of this connection once known; 0 before */
+    bool nodelay;               /* TCP_NODELAY set */
 };
 
 /* Redis state of one worker: one async connection, pipelining every request's command. */
@@ -158,8 +159,9 @@ void ing_server_stop(ing_server_t *srv);
 void ing_server_dispose(ing_server_t *srv);
 /* The metric label of a TLS alert description. */
 const char *ing_tls_alert_name(int desc);
-/* The SSL ex_data index under which each connection's ing_conn_t hangs. */
-int ing_conn_ex_index(void);
+/* The connection state of a request (borrowed), or NULL if it has none. Sets TCP_NODELAY on
+ * the connection's first request. Worker thread. */
+ing_conn_t *ing_conn_of(struct evhttp_request *req);
 
 /* routes.c: the evhttp callback of every worker (arg: ing_worker_t). */
 void ing_routes_handle(struct evhttp_request *req, void *arg);

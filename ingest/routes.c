@@ -155,7 +155,7 @@ static const ing_device_t *authenticate(ing_worker_t *w, struct evhttp_request *
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
     struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
     SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
-    ing_conn_t *c = NULL;
+    ing_conn_t *c = ing_conn_of(req);
 
     if (ssl == NULL) {
         send_error(w, req, 403, "no_certificate", NULL, "a client certificate is required", 0);
@@ -166,7 +166,6 @@ static const ing_device_t *authenticate(ing_worker_t *w, struct evhttp_request *
                    ING_RETRY_AFTER_UNAVAILABLE);
         return NULL;
     }
-    c = SSL_get_ex_data(ssl, ing_conn_ex_index());
     if (c != NULL && c->device != NULL && c->dir_generation == ing_directory_generation(w->dir))
         return c->device;
 
