@@ -111,7 +111,17 @@ struct ing_conn {
     const ing_device_t *device; /* borrowed from the worker's snapshot */
     uint64_t did;               /* device of this connection once known; 0 before */
     bool nodelay;               /* TCP_NODELAY set */
+    bool waited;                /* its request already waited once for a directory refresh */
 };
+
+/* A request from a certificate the directory does not know yet, waiting for a refresh: a
+ * device provisioned a moment ago must not be refused because ingest polls. */
+typedef struct ing_parked {
+    struct evhttp_request *req;
+    ing_worker_t *worker;
+    struct event *timer;
+    struct ing_parked *prev, *next;
+} ing_parked_t;
 
 /* Redis state of one worker: one async connection, pipelining every request's command. */
 typedef struct ing_redis {
@@ -135,7 +145,8 @@ struct ing_worker {
     struct event *stop_ev;
     ing_directory_t *dir; /* owned reference */
     ing_redis_t redis;
-    ing_conn_t conns; /* list head (sentinel) */
+    ing_conn_t conns;    /* list head (sentinel) */
+    ing_parked_t parked; /* list head (sentinel) */
     ing_metrics_t metrics;
 };
 
@@ -150,6 +161,8 @@ struct ing_server {
     atomic_uint_fast64_t tls_alerts[256]; /* handshake alerts we sent, by description */
     atomic_int_fast64_t *backlog;         /* last stream length seen, per shard */
     atomic_bool dir_loaded;
+    struct event *refresh_now; /* main thread's refresh event (borrowed); any thread may
+                                  activate it */
 };
 
 /* server.c */
@@ -163,8 +176,13 @@ const char *ing_tls_alert_name(int desc);
  * the connection's first request. Worker thread. */
 ing_conn_t *ing_conn_of(struct evhttp_request *req);
 
+/* Wakes every worker to pick up a newly published directory now. Any thread. */
+void ing_server_notify_workers(ing_server_t *srv);
+
 /* routes.c: the evhttp callback of every worker (arg: ing_worker_t). */
 void ing_routes_handle(struct evhttp_request *req, void *arg);
+/* Handles again every request parked for a directory refresh. Worker thread. */
+void ing_routes_unpark_all(ing_worker_t *w);
 int ing_metrics_status_index(int status);
 
 /* redisq.c: the worker's Redis connection. Worker thread only. */

@@ -63,6 +63,7 @@ static void refresh_directory(ing_main_t *m)
     ing_dirhub_publish(&m->srv.dirhub, dir);
     m->sig = sig;
     atomic_store(&m->srv.dir_loaded, true);
+    ing_server_notify_workers(&m->srv);
 }
 
 static void refresh_cb(evutil_socket_t fd, short what, void *arg)
@@ -165,6 +166,7 @@ int main(int argc, char **argv)
         goto done;
     refresh_directory(&m);
     refresh_ev = event_new(m.base, -1, EV_PERSIST, refresh_cb, &m);
+    m.srv.refresh_now = refresh_ev;
     sigterm_ev = evsignal_new(m.base, SIGTERM, signal_cb, &m);
     sigint_ev = evsignal_new(m.base, SIGINT, signal_cb, &m);
     if (refresh_ev == NULL || sigterm_ev == NULL || sigint_ev == NULL)

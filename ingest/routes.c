@@ -145,6 +145,56 @@ static void peer_name(struct evhttp_request *req, char *out, size_t len)
     snprintf(out, len, "%s:%u", addr ? addr : "?", (unsigned)port);
 }
 
+static void unpark(ing_parked_t *p)
+{
+    p->prev->next = p->next;
+    p->next->prev = p->prev;
+    struct evhttp_request *req = p->req;
+    ing_worker_t *w = p->worker;
+    event_free(p->timer);
+    free(p);
+    ing_routes_handle(req, w);
+}
+
+static void park_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    unpark(arg);
+}
+
+/*
+ * Holds a request from an unknown certificate until the next directory refresh (asked for
+ * now) or a timeout, then handles it again; the second time an unknown certificate is refused.
+ */
+static void park(ing_worker_t *w, struct evhttp_request *req, ing_conn_t *c)
+{
+    long ms = w->srv->cfg->ingest.directory_refresh_ms * 2 + 250;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    ing_parked_t *p = mh_calloc(1, sizeof(*p));
+    p->req = req;
+    p->worker = w;
+    p->timer = evtimer_new(w->base, park_timeout_cb, p);
+    c->waited = true;
+    if (p->timer == NULL || evtimer_add(p->timer, &tv) != 0) {
+        if (p->timer != NULL)
+            event_free(p->timer);
+        free(p);
+        ing_routes_handle(req, w);
+        return;
+    }
+    p->next = w->parked.next;
+    p->prev = &w->parked;
+    w->parked.next->prev = p;
+    w->parked.next = p;
+    if (w->srv->refresh_now != NULL)
+        event_active(w->srv->refresh_now, EV_TIMEOUT, 0);
+}
+
+void ing_routes_unpark_all(ing_worker_t *w)
+{
+    while (w->parked.next != &w->parked)
+        unpark(w->parked.next);
+}
+
 /*
  * Maps the connection's verified client certificate to an active device. The answer is
  * cached on the connection for as long as the worker's snapshot does not change.
@@ -177,6 +227,12 @@ static const ing_device_t *authenticate(ing_worker_t *w, struct evhttp_request *
         return NULL;
     }
     const ing_device_t *d = ing_directory_device_by_fingerprint(w->dir, fp);
+    if (d == NULL && c != NULL && !c->waited) {
+        park(w, req, c);
+        return NULL;
+    }
+    if (c != NULL)
+        c->waited = false;
     if (d == NULL || mh_cert_subject_cn(cert, cn, sizeof(cn)) != 0 || strcmp(cn, d->id) != 0) {
         peer_name(req, peer, sizeof(peer));
         mh_log(MH_LOG_WARN, "worker %d: %s presented a certificate of no known device", w->index,

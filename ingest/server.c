@@ -186,6 +186,14 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     ing_directory_unref(w->dir);
     w->dir = dir;
     sweep_connections(w);
+    ing_routes_unpark_all(w);
+}
+
+void ing_server_notify_workers(ing_server_t *srv)
+{
+    for (int i = 0; i < srv->nworkers; i++)
+        if (srv->workers[i].tick_ev != NULL)
+            event_active(srv->workers[i].tick_ev, EV_TIMEOUT, 0);
 }
 
 static void stop_cb(evutil_socket_t fd, short what, void *arg)
@@ -255,6 +263,7 @@ static int worker_init(ing_worker_t *w, ing_server_t *srv, int index)
     w->index = index;
     w->srv = srv;
     w->conns.next = w->conns.prev = &w->conns;
+    w->parked.next = w->parked.prev = &w->parked;
     w->base = event_base_new();
     if (w->base == NULL)
         goto fail;
@@ -291,6 +300,7 @@ static void worker_dispose(ing_worker_t *w)
     if (w->base == NULL)
         return;
     ing_redisq_stop(w);
+    ing_routes_unpark_all(w);
     /* Frees every connection; their SSL ex_data callbacks unlink them. */
     if (w->http != NULL)
         evhttp_free(w->http); /* also frees the bound listener */
@@ -306,6 +316,8 @@ static void worker_dispose(ing_worker_t *w)
 static void *worker_main(void *arg)
 {
     ing_worker_t *w = arg;
+    /* Serve from the first request on with the snapshot main loaded before starting us. */
+    w->dir = ing_dirhub_acquire(&w->srv->dirhub);
     evconnlistener_enable(w->listener);
     event_base_dispatch(w->base);
     return NULL;
