@@ -103,6 +103,23 @@ static char *trim(char *s)
     return s;
 }
 
+/* "key = value   # comment": a '#' or ';' after whitespace starts a comment, unless the value
+ * is double-quoted. */
+static void strip_inline_comment(char *v)
+{
+    char *p = v;
+    while (isspace((unsigned char)*p))
+        p++;
+    if (*p == '"')
+        return;
+    for (; *p; p++) {
+        if ((*p == '#' || *p == ';') && p > v && isspace((unsigned char)p[-1])) {
+            *p = '\0';
+            return;
+        }
+    }
+}
+
 static const mh_cfg_section_t *find_section(const mh_cfg_section_t *sections, size_t n,
                                             const char *name, size_t len)
 {
@@ -187,6 +204,7 @@ int mh_config_load(const char *path, const mh_cfg_section_t *sections, size_t ns
             goto fail;
         }
         *eq = '\0';
+        strip_inline_comment(eq + 1);
         if (apply_pair(cur, trim(p), trim(eq + 1), msg, sizeof(msg)) != 0) {
             snprintf(err, errlen, "%s:%d: %s", path, lineno, msg);
             goto fail;

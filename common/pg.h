@@ -14,6 +14,11 @@
  */
 PGconn *mh_pg_connect(const char *conninfo, const char *application_name);
 
+/* The same without logging, for reconnect loops that log once per outage: on failure returns
+ * NULL with the reason in err. */
+PGconn *mh_pg_connect_quiet(const char *conninfo, const char *application_name, char *err,
+                            size_t errlen);
+
 /* Runs sql (no parameters) and expects PGRES_COMMAND_OK or PGRES_TUPLES_OK. Returns 0, or
  * -1 after logging the server's message. */
 int mh_pg_exec(PGconn *conn, const char *sql);

@@ -58,6 +58,10 @@ int ing_batch_parse_json(const char *body, size_t len, long max_readings, ing_ba
     char field[48];
 
     b->n = 0;
+    if (len == 0) {
+        ing_batch_error_set(err, 400, "malformed_json", "", "the body is empty");
+        goto fail;
+    }
     root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
         ing_batch_error_set(err, 400, "malformed_json", "", "malformed JSON at line %d: %s",

@@ -168,19 +168,24 @@ static void log_pg_error(const char *what, PGconn *conn)
 
 int ing_directory_read_sig(PGconn *conn, ing_directory_sig_t *sig)
 {
-    PGresult *res = PQexec(conn, "SELECT (SELECT coalesce(max(change_seq), 0) FROM devices),"
+    PGresult *res = PQexec(conn, "SELECT coalesce(max(change_seq), 0), count(*),"
+                                 " coalesce(sum(change_seq), 0),"
                                  " (SELECT coalesce(max(change_seq), 0) FROM sensors),"
-                                 " (SELECT count(*) FROM devices),"
-                                 " (SELECT count(*) FROM sensors)");
+                                 " (SELECT count(*) FROM sensors),"
+                                 " (SELECT coalesce(sum(change_seq), 0) FROM sensors)"
+                                 " FROM devices");
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         log_pg_error("reading change signature", conn);
         PQclear(res);
         return -1;
     }
+    memset(sig, 0, sizeof(*sig));
     sig->device_seq = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    sig->sensor_seq = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-    sig->ndevices = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
-    sig->nsensors = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+    sig->ndevices = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+    snprintf(sig->device_sum, sizeof(sig->device_sum), "%s", PQgetvalue(res, 0, 2));
+    sig->sensor_seq = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+    sig->nsensors = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
+    snprintf(sig->sensor_sum, sizeof(sig->sensor_sum), "%s", PQgetvalue(res, 0, 5));
     PQclear(res);
     return 0;
 }

@@ -36,8 +36,14 @@ typedef struct ing_sensor {
 typedef struct ing_directory ing_directory_t;
 
 /* The signature of the tables' content: a snapshot is reloaded when it changes. */
+/*
+ * change_seq values are drawn at update time but become visible at commit, so a change may
+ * appear with a number below the highest one already seen: the sums catch that, since every
+ * new number changes them.
+ */
 typedef struct ing_directory_sig {
     int64_t device_seq, sensor_seq, ndevices, nsensors;
+    char device_sum[32], sensor_sum[32]; /* numeric sums, as text */
 } ing_directory_sig_t;
 
 /* Reads the signature. Returns 0 or -1 (logged). conn is borrowed. Main thread. */

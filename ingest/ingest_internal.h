@@ -112,6 +112,7 @@ struct ing_conn {
     uint64_t did;               /* device of this connection once known; 0 before */
     bool nodelay;               /* TCP_NODELAY set */
     bool waited;                /* its request already waited once for a directory refresh */
+    uint8_t fingerprint[MH_FINGERPRINT_LEN]; /* of the certificate `did` was found by */
 };
 
 /* A request from a certificate the directory does not know yet, waiting for a refresh: a

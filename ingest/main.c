@@ -41,12 +41,21 @@ static void refresh_directory(ing_main_t *m)
     if (m->pg == NULL || mh_pg_conn_lost(m->pg)) {
         if (m->pg != NULL)
             PQfinish(m->pg);
-        m->pg = mh_pg_connect(m->cfg.pg.conninfo, "meterhub-ingest");
+        char err[512];
+        m->pg = mh_pg_connect_quiet(m->cfg.pg.conninfo, "meterhub-ingest", err, sizeof(err));
         if (m->pg == NULL) {
             if (!m->pg_down_logged)
-                mh_log(MH_LOG_WARN, "directory: PostgreSQL unavailable; serving the last "
-                                    "loaded directory until it returns");
+                mh_log(MH_LOG_WARN,
+                       "directory: PostgreSQL unavailable (%s); serving the last loaded "
+                       "directory until it returns",
+                       err);
             m->pg_down_logged = true;
+            return;
+        }
+        /* A server that accepts but hangs must not freeze this thread (ops, signals). */
+        if (mh_pg_exec(m->pg, "SET statement_timeout = '5s'") != 0) {
+            PQfinish(m->pg);
+            m->pg = NULL;
             return;
         }
         if (m->pg_down_logged)

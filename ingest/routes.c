@@ -252,6 +252,7 @@ static const ing_device_t *authenticate(ing_worker_t *w, struct evhttp_request *
     if (c != NULL) {
         c->device = d;
         c->did = d->did;
+        memcpy(c->fingerprint, fp, MH_FINGERPRINT_LEN);
         c->dir_generation = ing_directory_generation(w->dir);
     }
     return d;
@@ -285,6 +286,8 @@ static void accept_done(ing_worker_t *w, void *arg, const redisReply *reply, con
                    "the queue did not answer in time; retry later", ING_RETRY_AFTER_UNAVAILABLE);
     } else if (reply->type == REDIS_REPLY_ERROR) {
         if (strncmp(reply->str, "MHBACKLOG", 9) == 0) {
+            atomic_store_explicit(&w->srv->backlog[p->shard], w->srv->cfg->ingest.max_backlog,
+                                  memory_order_relaxed);
             send_error(w, req, 503, "backlog_full", NULL,
                        "the service is behind on storing readings; retry later", 5);
         } else if (strncmp(reply->str, "MHDECREASE", 10) == 0) {
@@ -547,12 +550,14 @@ void ing_routes_handle(struct evhttp_request *req, void *arg)
     }
     if ((id = match_path(path, "/sensor/", &idlen)) != NULL) {
         if (cmd != EVHTTP_REQ_POST) {
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
             send_error(w, req, 405, "method_not_allowed", NULL, "use POST", 0);
             return;
         }
         post_sensor(w, req, id, idlen);
     } else if ((id = match_path(path, "/device/", &idlen)) != NULL) {
         if (cmd != EVHTTP_REQ_POST) {
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
             send_error(w, req, 405, "method_not_allowed", NULL, "use POST", 0);
             return;
         }

@@ -156,7 +156,9 @@ static void sweep_connections(ing_worker_t *w)
         if (c->did == 0)
             continue;
         const ing_device_t *d = ing_directory_device_by_did(w->dir, c->did);
-        if (d != NULL && d->active) {
+        /* A re-keyed device keeps its did: its old certificate's connections must go. */
+        if (d != NULL && d->active &&
+            memcmp(d->fingerprint, c->fingerprint, MH_FINGERPRINT_LEN) == 0) {
             c->device = d;
             c->dir_generation = ing_directory_generation(w->dir);
             continue;
