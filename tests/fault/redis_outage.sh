@@ -23,7 +23,7 @@ during="$(post_series "$dev" "$sensor" $((start + 20)) 10 "$accepted")"
 printf 'during: %s\n' "$during"
 t_like "posts during the outage get 503" '^ *10 503 $' "$during"
 code="$(t_curl "$dev" "/sensor/$sensor" -H 'Content-Type: application/json' -D "$T_WORK/h" \
-    --data-binary "{\"measurements\":[[$((start + 30)),30]]}")"
+    --data-binary "{\"measurements\":[[$((start + 30)),$((start + 30))]]}")"
 t_eq "one more for the headers" 503 "$code"
 t_like "503 carries Retry-After" '^Retry-After: [1-9]' "$(grep -i '^Retry-After' "$T_WORK/h" | tr -d '\r')"
 t_like "503 has a JSON error" '"error":"queue_unavailable"' "$(cat "$T_BODY")"
@@ -31,7 +31,7 @@ t_like "health says degraded" '"degraded"' "$(curl -s "http://127.0.0.1:$T_INGES
 
 t_redis_start
 ok() { [[ "$(t_curl "$dev" "/sensor/$sensor" -H 'Content-Type: application/json' \
-    --data-binary "{\"measurements\":[[$((start + 31)),31]]}")" == 200 ]]; }
+    --data-binary "{\"measurements\":[[$((start + 31)),$((start + 31))]]}")" == 200 ]]; }
 t_ok "posting resumes within 10 s of Redis returning" t_wait_until 10 ok
 printf '%s\n' $((start + 31)) >>"$accepted"
 printf 'after: %s\n' "$(post_series "$dev" "$sensor" $((start + 40)) 20 "$accepted")"

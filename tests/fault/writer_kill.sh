@@ -39,15 +39,18 @@ queue_batches() {
     printf '%s\n' "$posted"
 }
 
+lock_granted() {
+    test "$(t_psql "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+        WHERE c.relname = 'readings' AND l.mode = 'AccessExclusiveLock' AND l.granted")" -ge 1
+}
+
 # hold_lock: an open transaction holding an exclusive lock on readings, until release_lock.
 hold_lock() {
     t_psql "SELECT 1" >/dev/null
     psql -X -q -d "$MH_PG_URI" -c "BEGIN; LOCK TABLE readings IN ACCESS EXCLUSIVE MODE;
         SELECT pg_sleep(60);" >/dev/null 2>&1 &
     LOCK_PID=$!
-    t_wait_until 10 test "$(t_psql "SELECT count(*) FROM pg_locks l JOIN pg_class c
-        ON c.oid = l.relation WHERE c.relname = 'readings' AND l.mode = 'AccessExclusiveLock'
-        AND l.granted")" -ge 1
+    t_wait_until 10 lock_granted
 }
 release_lock() {
     t_psql "SELECT pg_terminate_backend(pid) FROM pg_stat_activity

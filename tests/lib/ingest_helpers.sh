@@ -77,13 +77,13 @@ rollup_mismatches() {
 }
 
 # post_series DEVICE_DIR SENSOR START COUNT ACCEPTED_FILE: posts COUNT one-reading batches
-# (timestamps START.., value = timestamp - START, so a counter only grows) and appends the
+# (timestamps START.., value = the timestamp, so a counter only grows) and appends the
 # timestamp of every batch that got 200 to ACCEPTED_FILE; prints the status codes seen.
 post_series() {
     local dev=$1 sensor=$2 start=$3 count=$4 out=$5 i code
     for ((i = 0; i < count; i++)); do
         code="$(t_curl "$dev" "/sensor/$sensor" -H 'Content-Type: application/json' \
-            --data-binary "{\"measurements\":[[$((start + i)),$i]]}")"
+            --data-binary "{\"measurements\":[[$((start + i)),$((start + i))]]}")"
         [[ "$code" == 200 ]] && printf '%s\n' $((start + i)) >>"$out"
         printf '%s\n' "$code"
     done | sort | uniq -c | tr '\n' ' '
