@@ -1,4 +1,5 @@
 #include "provision.h"
+#include "fileio.h"
 #include "alloc.h"
 #include "log.h"
 #include "pg.h"
@@ -99,39 +100,6 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u)
     return 0;
 }
 
-/* Reads a whole regular file of at most max bytes into an owned NUL-terminated string. */
-static char *read_text_file(const char *path, size_t max)
-{
-    char *buf = NULL;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        mh_log(MH_LOG_ERROR, "%s: %s", path, strerror(errno));
-        goto fail;
-    }
-    buf = mh_malloc(max + 1);
-    size_t n = fread(buf, 1, max + 1, f);
-    if (ferror(f)) {
-        mh_log(MH_LOG_ERROR, "%s: read error", path);
-        goto fail;
-    }
-    if (n > max) {
-        mh_log(MH_LOG_ERROR, "%s: larger than %zu bytes", path, max);
-        goto fail;
-    }
-    buf[n] = '\0';
-    if (strlen(buf) != n) {
-        mh_log(MH_LOG_ERROR, "%s: contains a NUL byte", path);
-        goto fail;
-    }
-    fclose(f);
-    return buf;
-fail:
-    free(buf);
-    if (f != NULL)
-        fclose(f);
-    return NULL;
-}
-
 /* ---- device CA --------------------------------------------------------------------------- */
 
 /* Parses every certificate of a PEM bundle into store. Returns how many, or -1. */
@@ -228,7 +196,7 @@ static char *read_pki_file(const char *dir, const char *name, size_t max)
         mh_log(MH_LOG_ERROR, "device CA: PKI directory path too long");
         return NULL;
     }
-    return read_text_file(path, max);
+    return mh_read_text_file(path, max);
 }
 
 mh_device_ca_t *mh_device_ca_load(const char *dir)

@@ -208,18 +208,28 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     event_base_loopexit(w->base, &grace);
 }
 
+/* The configured listen address as a sockaddr, and as text for messages. */
+static int listen_sockaddr(const ing_conf_t *c, struct sockaddr_storage *ss, int *sslen, char *addr,
+                           size_t addrlen)
+{
+    bool v6 = strchr(c->listen_addr, ':') != NULL;
+    snprintf(addr, addrlen, "%s%s%s:%ld", v6 ? "[" : "", c->listen_addr, v6 ? "]" : "",
+             c->listen_port);
+    if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)ss, sslen) != 0) {
+        mh_log(MH_LOG_ERROR, "ingest: bad listen address %s", addr);
+        return -1;
+    }
+    return 0;
+}
+
 static struct evconnlistener *bind_listener(ing_worker_t *w)
 {
     const ing_conf_t *c = &w->srv->cfg->ingest;
     struct sockaddr_storage ss;
     int sslen = sizeof(ss);
     char addr[128];
-    snprintf(addr, sizeof(addr), "%s%s%s:%ld", strchr(c->listen_addr, ':') ? "[" : "",
-             c->listen_addr, strchr(c->listen_addr, ':') ? "]" : "", c->listen_port);
-    if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) != 0) {
-        mh_log(MH_LOG_ERROR, "ingest: bad listen address %s", addr);
+    if (listen_sockaddr(c, &ss, &sslen, addr, sizeof(addr)) != 0)
         return NULL;
-    }
     struct evconnlistener *l =
         evconnlistener_new_bind(w->base, NULL, NULL,
                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE |
@@ -238,12 +248,8 @@ static int check_port_free(const ing_conf_t *c)
     struct sockaddr_storage ss;
     int sslen = sizeof(ss);
     char addr[128];
-    snprintf(addr, sizeof(addr), "%s%s%s:%ld", strchr(c->listen_addr, ':') ? "[" : "",
-             c->listen_addr, strchr(c->listen_addr, ':') ? "]" : "", c->listen_port);
-    if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) != 0) {
-        mh_log(MH_LOG_ERROR, "ingest: bad listen address %s", addr);
+    if (listen_sockaddr(c, &ss, &sslen, addr, sizeof(addr)) != 0)
         return -1;
-    }
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd < 0)

@@ -6,6 +6,7 @@
  * statements that cannot run in a transaction block (CREATE INDEX CONCURRENTLY, VACUUM).
  */
 #include "admin_internal.h"
+#include "common/fileio.h"
 
 #include "common/alloc.h"
 #include "common/log.h"
@@ -119,33 +120,8 @@ fail:
 static char *read_sql(const char *dir, const char *name)
 {
     char path[PATH_MAX];
-    char *buf = NULL;
-    FILE *f = NULL;
-
     snprintf(path, sizeof(path), "%s/%s", dir, name);
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        mh_log(MH_LOG_ERROR, "%s: %s", path, strerror(errno));
-        goto fail;
-    }
-    buf = mh_malloc(MIGRATION_MAX_BYTES + 1);
-    size_t n = fread(buf, 1, MIGRATION_MAX_BYTES + 1, f);
-    if (ferror(f) || n > MIGRATION_MAX_BYTES) {
-        mh_log(MH_LOG_ERROR, "%s: unreadable or larger than %d bytes", path, MIGRATION_MAX_BYTES);
-        goto fail;
-    }
-    buf[n] = '\0';
-    if (strlen(buf) != n) {
-        mh_log(MH_LOG_ERROR, "%s: contains a NUL byte", path);
-        goto fail;
-    }
-    fclose(f);
-    return buf;
-fail:
-    free(buf);
-    if (f != NULL)
-        fclose(f);
-    return NULL;
+    return mh_read_text_file(path, MIGRATION_MAX_BYTES);
 }
 
 /* Logs a failed migration as "file:line: message", the line from the error position. */
