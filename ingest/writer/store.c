@@ -350,22 +350,13 @@ bool wr_store_connected(const wr_store_t *s)
 
 int wr_store_connect(wr_store_t *s, char *err, size_t errlen)
 {
-    /* The same session settings as mh_pg_connect(), without its logging: reconnect attempts
-     * during an outage are reported once by the caller. expand_dbname parses the conninfo. */
-    const char *keys[] = {"dbname", "connect_timeout", "application_name", "options", NULL};
-    const char *vals[] = {s->conninfo, "5", s->application_name, "-c TimeZone=UTC", NULL};
     PGresult *res = NULL;
 
     store_disconnect(s);
-    s->conn = PQconnectdbParams(keys, vals, 1);
-    if (s->conn == NULL) {
-        copy_line(err, errlen, "out of memory");
+    /* Quiet: reconnect attempts during an outage are reported once by the caller. */
+    s->conn = mh_pg_connect_quiet(s->conninfo, s->application_name, err, errlen);
+    if (s->conn == NULL)
         goto fail;
-    }
-    if (PQstatus(s->conn) != CONNECTION_OK) {
-        copy_line(err, errlen, PQerrorMessage(s->conn));
-        goto fail;
-    }
     res = PQprepare(s->conn, WR_STMT_NAME, write_sql, WR_NPARAMS, write_param_types);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         copy_line(err, errlen, PQerrorMessage(s->conn));
