@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define IKEY(name, type, def, min, max, help)                                                      \
     {                                                                                              \
@@ -51,15 +53,20 @@ void ing_settings_sections(ing_settings_t *s, mh_cfg_section_t *sections)
     sections[2] = (mh_cfg_section_t){"redis", mh_redis_conf_keys, mh_redis_conf_nkeys, &s->redis};
 }
 
+static bool empty(const char *s)
+{
+    return s == NULL || s[0] == '\0';
+}
+
 int ing_settings_validate(const ing_settings_t *s, char *err, size_t errlen)
 {
     const ing_conf_t *c = &s->ingest;
-    if (c->tls_cert == NULL || c->tls_key == NULL) {
+    if (empty(c->tls_cert) || empty(c->tls_key)) {
         snprintf(err, errlen, "ingest.tls_cert and ingest.tls_key are required");
         return -1;
     }
     /* Devices are identified by their certificates: without a CA there is no identity. */
-    if (c->client_ca == NULL) {
+    if (empty(c->client_ca)) {
         snprintf(err, errlen, "ingest.client_ca is required: devices must present certificates");
         return -1;
     }
@@ -75,7 +82,15 @@ int ing_settings_validate(const ing_settings_t *s, char *err, size_t errlen)
         snprintf(err, errlen, "ingest.rate_per_s and ingest.rate_burst must be at least 1");
         return -1;
     }
-    if (s->pg.conninfo == NULL) {
+    /* Fail at start, not at the first reconnect, when the Redis password cannot be read. */
+    char *password = mh_redis_password(&s->redis, err, errlen);
+    if (password == NULL && err[0] != '\0')
+        return -1;
+    if (password != NULL) {
+        explicit_bzero(password, strlen(password));
+        free(password);
+    }
+    if (empty(s->pg.conninfo)) {
         snprintf(err, errlen, "postgres.conninfo is required");
         return -1;
     }

@@ -177,6 +177,8 @@ int main(int argc, char **argv)
         status = 2;
         goto done;
     }
+    /* A configuration error exits 2, like a usage error: retrying cannot help. */
+    status = 2;
     if (mh_config_load(path, sections, nsections, err, sizeof(err)) != 0) {
         fprintf(stderr, "meterhub-writer: %s\n", err);
         goto done;
@@ -189,6 +191,7 @@ int main(int argc, char **argv)
     }
     if (validate(&wc, &pg, &rc) != 0)
         goto done;
+    status = 1;
     if (check) {
         mh_config_dump(stdout, sections, nsections);
         status = 0;
