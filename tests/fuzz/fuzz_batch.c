@@ -4,7 +4,7 @@
  * and whether the sensor is a counter; the rest is the body.
  *
  * With clang: cmake -DMH_FUZZ=ON -DCMAKE_C_COMPILER=clang, then
- *   build/bin/fuzz_batch tests/fuzz/corpus/batch
+ *   build/bin/fuzz_batch /tmp/corpus tests/fuzz/corpus/batch   (new inputs go to /tmp/corpus)
  * Without it, the same function is driven over the corpus by replay.c as a unit test.
  */
 #include <stddef.h>
