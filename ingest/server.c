@@ -57,6 +57,14 @@ static void conn_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, l
     ing_conn_t *c = ptr;
     if (c == NULL)
         return;
+    /*
+     * OpenSSL drops the session of a connection freed without a sent close_notify from the
+     * cache, and libevent never sends one: no meter could ever resume. Marking the shutdown
+     * done (what nginx's quiet shutdown amounts to) keeps the session; TLS 1.3 allows resuming
+     * after any closure, and a TLS 1.2 session's keys are not weakened by a cut connection.
+     */
+    if (parent != NULL)
+        SSL_set_shutdown(parent, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
     conn_unlink(c);
     atomic_fetch_sub_explicit(&c->worker->metrics.connections_open, 1, memory_order_relaxed);
     free(c);

@@ -51,9 +51,20 @@ t_like "unknown CAs are counted" '^[1-9]' \
 t_like "expired certificates are counted" '^[1-9]' \
     "$(t_metric ingest 'meterhub_ingest_tls_handshake_failures_total{reason="certificate_expired"}')"
 
-# Revocation: hold a keep-alive connection open, revoke, and time how long until it closes.
+# TLS sessions are resumable (a meter that reconnects skips the full handshake)... A TLS 1.3
+# session ticket comes after the handshake: make a request so the client is still there for it.
 req="POST /sensor/$gauge HTTP/1.1\r\nHost: meterhub\r\nContent-Type: application/json\r\nContent-Length: ${#body}\r\n\r\n$body"
-{ printf "$req"; sleep 20; } | timeout 25 openssl s_client -quiet -no_ign_eof \
+{ printf "$req"; sleep 1; } | timeout 10 openssl s_client -connect "127.0.0.1:$T_INGEST_PORT" \
+    -cert "$dev/device.crt" -key "$dev/device.key" -CAfile "$T_PKI/ca.crt" -tls1_3 \
+    -sess_out "$T_WORK/session" >/dev/null 2>&1 || true
+resumed="$(printf '' | openssl s_client -connect "127.0.0.1:$T_INGEST_PORT" -cert "$dev/device.crt" \
+    -key "$dev/device.key" -CAfile "$T_PKI/ca.crt" -tls1_3 -sess_in "$T_WORK/session" 2>/dev/null |
+    grep -E '^(New|Reused),' || true)"
+t_like "a TLS 1.3 session is resumed" '^Reused' "$resumed"
+
+# Revocation: hold a keep-alive connection open, revoke, and time how long until it closes.
+req2="POST /sensor/$gauge HTTP/1.1\r\nHost: meterhub\r\nContent-Type: application/json\r\nContent-Length: ${#body}\r\n\r\n$body"
+{ printf "$req2"; sleep 20; } | timeout 25 openssl s_client -quiet -no_ign_eof \
     -connect "127.0.0.1:$T_INGEST_PORT" -cert "$dev/device.crt" -key "$dev/device.key" \
     -CAfile "$T_PKI/ca.crt" >"$T_WORK/held.out" 2>/dev/null &
 held=$!
@@ -71,6 +82,13 @@ t1=$(date +%s%N)
 printf 'revocation took effect in %d ms\n' $(((t1 - t0) / 1000000))
 kill "$held" 2>/dev/null || true
 wait "$held" 2>/dev/null || true
+# ...but a resumed session of a revoked device is refused like a full handshake: the device
+# is looked up on every connection, whatever the handshake.
+reply="$({ printf "$req"; sleep 2; } | timeout 10 openssl s_client -quiet -no_ign_eof \
+    -connect "127.0.0.1:$T_INGEST_PORT" -cert "$dev/device.crt" -key "$dev/device.key" \
+    -CAfile "$T_PKI/ca.crt" -tls1_3 -sess_in "$T_WORK/session" 2>/dev/null | head -1 |
+    tr -d '\r' || true)"
+t_eq "a resumed session of the revoked device gets 403" "HTTP/1.1 403 Forbidden" "$reply"
 t_eq "another device of the same account is unaffected" 200 \
     "$(t_curl "$other" "/sensor/$(t_sensor "$other" 1)" "${JSON[@]}" --data-binary "$body")"
 t_like "closed connections are counted" '^[1-9]' \
