@@ -1,0 +1,295 @@
+/*
+ * meterhub-sim: parses the command line, loads or provisions the fleet, starts one worker
+ * (event loop) per thread with a slice of the devices, prints progress every second, then
+ * merges the figures, verifies if asked and reports.
+ */
+#include "device-sim/sim_internal.h"
+#include "device-sim/verify.h"
+
+#include "common/alloc.h"
+#include "common/log.h"
+
+#include <arpa/inet.h>
+#include <event2/http.h>
+#include <event2/thread.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+static sim_run_t *signal_run;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    /* Only an atomic store: the workers notice at their next tick and finish cleanly. */
+    if (signal_run != NULL)
+        atomic_store(&signal_run->stop, true);
+}
+
+/* Thousands of devices are thousands of sockets. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == rl.rlim_max)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        mh_log(MH_LOG_WARN, "cannot raise the open file limit to %llu",
+               (unsigned long long)rl.rlim_max);
+}
+
+static bool is_loopback(const char *host)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6);
+    return strcmp(host, "localhost") == 0;
+}
+
+/* Host and port of the target URL into run. */
+static int parse_target(sim_run_t *run, const char *url)
+{
+    struct evhttp_uri *uri = evhttp_uri_parse(url);
+    const char *host = uri ? evhttp_uri_get_host(uri) : NULL;
+    int port = uri ? evhttp_uri_get_port(uri) : -1;
+    struct in6_addr a6;
+    int rc = -1;
+
+    if (host == NULL || host[0] == '\0' || strlen(host) >= sizeof(run->host)) {
+        fprintf(stderr, "meterhub-sim: --target: cannot parse '%.100s'\n", url);
+        goto out;
+    }
+    snprintf(run->host, sizeof(run->host), "%s", host);
+    run->port = port < 0 ? 443 : (uint16_t)port;
+    run->host_is_ip = inet_pton(AF_INET, host, &a6) == 1 || inet_pton(AF_INET6, host, &a6) == 1;
+    if (strchr(host, ':') != NULL)
+        snprintf(run->host_header, sizeof(run->host_header), "[%s]:%u", host, run->port);
+    else
+        snprintf(run->host_header, sizeof(run->host_header), "%s:%u", host, run->port);
+    if (!is_loopback(host))
+        fprintf(stderr,
+                "meterhub-sim: warning: the target %s is not a loopback address: this is load "
+                "on a real service\n",
+                host);
+    rc = 0;
+out:
+    if (uri != NULL)
+        evhttp_uri_free(uri);
+    return rc;
+}
+
+static void merged(sim_worker_t **w, size_t n, sim_stats_t *out, sim_stats_t *tmp)
+{
+    sim_stats_init(out);
+    for (size_t i = 0; i < n; i++) {
+        sim_worker_snapshot(w[i], tmp);
+        sim_stats_merge(out, tmp);
+    }
+}
+
+static int write_json(const char *path, const sim_stats_t *s, const sim_report_t *r)
+{
+    json_t *o = sim_stats_json(s, r);
+    int rc = o ? json_dump_file(o, path, JSON_INDENT(2)) : -1;
+    json_decref(o);
+    if (rc != 0)
+        mh_log(MH_LOG_ERROR, "cannot write %s", path);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    sim_options_t opts;
+    char err[256];
+    sim_run_t run;
+    sim_fleet_t *fleet = NULL;
+    sim_worker_t **workers = NULL;
+    size_t nworkers = 0;
+    sim_stats_t *total = mh_malloc(sizeof(*total)), *prev = mh_malloc(sizeof(*prev)),
+                *tmp = mh_malloc(sizeof(*tmp));
+    sim_report_t report;
+    mh_log_level_t level;
+    int status = 1;
+
+    mh_log_init("meterhub-sim");
+    switch (sim_options_parse(argc, argv, &opts, err, sizeof(err))) {
+    case SIM_PARSE_HELP:
+        fputs(sim_options_usage(), stdout);
+        status = 0;
+        goto out;
+    case SIM_PARSE_ERROR:
+        fprintf(stderr, "meterhub-sim: %s\n", err);
+        status = 2;
+        goto out;
+    case SIM_PARSE_OK:
+        break;
+    }
+    if (mh_log_parse_level(opts.log_level, &level) != 0) {
+        fprintf(stderr, "meterhub-sim: --log-level: unknown level '%.40s'\n", opts.log_level);
+        status = 2;
+        goto out;
+    }
+    mh_log_set_level(level);
+    mh_log_capture_libevent();
+    memset(&run, 0, sizeof(run));
+    run.opts = &opts;
+    if (parse_target(&run, opts.target) != 0) {
+        status = 2;
+        goto out;
+    }
+    if (evthread_use_pthreads() != 0) {
+        mh_log(MH_LOG_ERROR, "evthread_use_pthreads failed");
+        goto out;
+    }
+    raise_nofile();
+    /* A peer that closed first must cost an EPIPE, not the process. */
+    signal(SIGPIPE, SIG_IGN);
+
+    if (opts.provision)
+        fleet = sim_fleet_provision(opts.pg_uri, opts.pki_dir, opts.account, opts.devices,
+                                    opts.sensors_per_device, opts.fleet_dir);
+    else
+        fleet =
+            sim_fleet_load(opts.fleet_dir ? opts.fleet_dir : ".", opts.fleet_json, opts.devices);
+    if (fleet == NULL)
+        goto out;
+    if (opts.devices > fleet->count) {
+        fprintf(stderr, "meterhub-sim: --devices %u but the fleet has %zu\n", opts.devices,
+                fleet->count);
+        status = 2;
+        goto out;
+    }
+    run.fleet = fleet;
+    run.ndevices = opts.devices ? opts.devices : fleet->count;
+
+    unsigned threads = opts.threads;
+    if (threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n > 0 ? (unsigned)n : 1;
+    }
+    if (threads > run.ndevices)
+        threads = (unsigned)run.ndevices;
+
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    run.t0_mono_us = sim_mono_us();
+    run.t0_wall = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+    run.start_ts = (int64_t)tv.tv_sec;
+    if (opts.post_every_s == 0)
+        run.start_ts -= (int64_t)opts.backfill_days * 86400;
+
+    workers = mh_calloc(threads, sizeof(*workers));
+    for (unsigned i = 0; i < threads; i++) {
+        size_t first = run.ndevices * i / threads, end = run.ndevices * (i + 1) / threads;
+        workers[i] = sim_worker_new(&run, i, first, end - first);
+        if (workers[i] == NULL)
+            goto out;
+        nworkers++;
+    }
+    /* The workers' clocks start now, not before provisioning and key loading. */
+    run.t0_mono_us = sim_mono_us();
+    gettimeofday(&tv, NULL);
+    run.t0_wall = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+    if (opts.post_every_s > 0)
+        run.start_ts = (int64_t)tv.tv_sec;
+
+    signal_run = &run;
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    for (size_t i = 0; i < nworkers; i++)
+        if (sim_worker_start(workers[i]) != 0) {
+            atomic_store(&run.stop, true);
+            goto out;
+        }
+
+    sim_stats_init(prev);
+    double last = 0;
+    for (;;) {
+        bool all_done = true;
+        for (size_t i = 0; i < nworkers; i++)
+            all_done = all_done && sim_worker_done(workers[i]);
+        if (all_done)
+            break;
+        usleep(50 * 1000);
+        double el = (double)(sim_mono_us() - run.t0_mono_us) / 1e6;
+        if (el - last >= 1.0) {
+            char line[512];
+            merged(workers, nworkers, total, tmp);
+            sim_stats_progress(line, sizeof(line), el, el - last, total, prev);
+            if (!opts.quiet)
+                fprintf(stderr, "%s\n", line);
+            *prev = *total;
+            last = el;
+        }
+    }
+    int worker_rc = 0;
+    for (size_t i = 0; i < nworkers; i++)
+        if (sim_worker_join(workers[i]) != 0)
+            worker_rc = -1;
+    double elapsed = (double)(sim_mono_us() - run.t0_mono_us) / 1e6;
+    merged(workers, nworkers, total, tmp);
+
+    memset(&report, 0, sizeof(report));
+    report.elapsed_s = elapsed;
+    report.devices = run.ndevices;
+    for (size_t d = 0; d < run.ndevices; d++)
+        report.sensors += fleet->devices[d].nsensors;
+    report.threads = threads;
+    report.mode = sim_conn_mode_name(opts.conn_mode);
+    report.scenario = "steady";
+    report.post_every_s = opts.post_every_s;
+    report.interval_s = opts.interval_s;
+    report.batch = opts.batch;
+    report.verify.state = SIM_VERIFY_NOT_RUN;
+    if (opts.verify) {
+        const sim_ack_log_t **acked = mh_calloc(nworkers, sizeof(*acked));
+        const sim_ack_log_t **unanswered = mh_calloc(nworkers, sizeof(*unanswered));
+        for (size_t i = 0; i < nworkers; i++) {
+            acked[i] = sim_worker_acked(workers[i]);
+            unanswered[i] = sim_worker_unanswered(workers[i]);
+        }
+        if (!opts.quiet)
+            fprintf(stderr, "verifying against PostgreSQL (up to %u s)...\n",
+                    opts.verify_timeout_s);
+        int64_t to_ts = run.start_ts;
+        for (size_t i = 0; i < nworkers; i++)
+            if (sim_worker_max_ts(workers[i]) > to_ts)
+                to_ts = sim_worker_max_ts(workers[i]);
+        sim_verify_run(opts.pg_uri, fleet, run.ndevices, run.start_ts, to_ts, acked, unanswered,
+                       nworkers, opts.verify_timeout_s, &report.verify);
+        free(acked);
+        free(unanswered);
+    }
+    sim_stats_print_summary(stdout, total, &report);
+    fflush(stdout);
+    int json_rc = opts.json_path ? write_json(opts.json_path, total, &report) : 0;
+
+    status = 0;
+    if (total->ok == 0) {
+        fprintf(stderr, "meterhub-sim: no request succeeded\n");
+        status = 1;
+    }
+    if (opts.verify && report.verify.state != SIM_VERIFY_PASSED)
+        status = 1;
+    if (worker_rc != 0 || json_rc != 0)
+        status = 1;
+out:
+    signal_run = NULL;
+    for (size_t i = 0; i < nworkers; i++)
+        sim_worker_free(workers[i]);
+    free(workers);
+    sim_fleet_free(fleet);
+    free(total);
+    free(prev);
+    free(tmp);
+    return status;
+}

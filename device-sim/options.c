@@ -1,0 +1,392 @@
+#include "device-sim/options.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage_text[] =
+    "usage: meterhub-sim (--fleet DIR [--fleet-json FILE] | --provision --devices N) [options]\n"
+    "\n"
+    "A fleet of simulated meters posting readings and heartbeats to meterhub-ingest over\n"
+    "mutual TLS. Bounded by --duration (default 10 s when neither bound is given) and\n"
+    "--max-requests.\n"
+    "\n"
+    "fleet:\n"
+    "  --fleet DIR              load devices from DIR/<device id>/{device.key,device.crt}\n"
+    "                           (meterhub-admin device add --count N --out DIR); with\n"
+    "                           --provision, where the new fleet's files go\n"
+    "  --fleet-json FILE        meterhub-admin's output lines for that fleet (default\n"
+    "                           DIR/fleet.json)\n"
+    "  --provision              provision --devices N devices itself (as meterhub-admin\n"
+    "                           device add --count N); with --fleet, also writes DIR/fleet.json\n"
+    "  --account NAME           account of a provisioned fleet (default sim)\n"
+    "  --pki DIR                PKI directory with the device CA (default $MH_PKI_DIR)\n"
+    "  --devices N              devices to simulate (default: the whole loaded fleet)\n"
+    "  --sensors-per-device N   sensors of each provisioned device (default 4)\n"
+    "\n"
+    "behaviour:\n"
+    "  --scenario NAME          steady (default). ramp, storm and mixed-bad are not\n"
+    "                           implemented yet (exit 2)\n"
+    "  --interval S             seconds between readings (default 60)\n"
+    "  --post-every S           seconds between posts of a device (default 60); 0: closed\n"
+    "                           loop, the next post as soon as the previous one is answered,\n"
+    "                           simulated time from now - backfill, never beyond now\n"
+    "  --batch N                most readings per sensor per post (default 100)\n"
+    "  --backfill-days D        closed loop: start of simulated time (default 7)\n"
+    "  --heartbeat-every S      seconds between heartbeats (default 300; 0: none)\n"
+    "  --buffer N               most readings kept per sensor (default 10000)\n"
+    "  --connections MODE       keepalive (default), reconnect or resume\n"
+    "  --seed N                 seed of the profiles and jitter (default 1)\n"
+    "\n"
+    "bounds and execution:\n"
+    "  --duration S             seconds of load (fractions allowed)\n"
+    "  --max-requests N         stop after N requests\n"
+    "  --timeout S              per request, connection included (default 10)\n"
+    "  --threads N              event loops (default one per core)\n"
+    "\n"
+    "target:\n"
+    "  --target URL             https://host:port of ingest (default $MH_INGEST_URL);\n"
+    "                           a warning when it is not a loopback address\n"
+    "  --ca FILE                CA that verifies ingest (default $MH_CA_CERT)\n"
+    "  --pg URI                 PostgreSQL admin URI, for --provision and --verify\n"
+    "                           (default $MH_PG_URI)\n"
+    "\n"
+    "output:\n"
+    "  --verify                 after the run, check that every acknowledged reading is\n"
+    "                           stored exactly once and nothing else (exit 1 if not)\n"
+    "  --verify-timeout S       how long to wait for the writer (default 60)\n"
+    "  --json FILE              write the figures as JSON\n"
+    "  --quiet                  no progress line\n"
+    "  --log-level LEVEL        debug, info, warn (default), error\n"
+    "\n"
+    "exit status: 0 run completed (and verified); 1 verification failed, no request\n"
+    "succeeded, or a run-time error; 2 usage error.\n";
+
+const char *sim_options_usage(void)
+{
+    return usage_text;
+}
+
+const char *sim_conn_mode_name(sim_conn_mode_t mode)
+{
+    switch (mode) {
+    case SIM_CONN_KEEPALIVE:
+        return "keepalive";
+    case SIM_CONN_RECONNECT:
+        return "reconnect";
+    case SIM_CONN_RESUME:
+        return "resume";
+    }
+    return "?";
+}
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static int parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out,
+                     char *err, size_t errlen)
+{
+    char *end = NULL;
+    /* strtoull accepts a sign and wraps negatives around: refuse anything but digits. */
+    if (s[0] < '0' || s[0] > '9')
+        goto fail;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        goto fail;
+    *out = v;
+    return 0;
+fail:
+    set_err(err, errlen, "%s: '%.40s' is not an integer in %llu..%llu", opt, s,
+            (unsigned long long)min, (unsigned long long)max);
+    return -1;
+}
+
+static int parse_u32(const char *opt, const char *s, uint32_t min, uint32_t max, uint32_t *out,
+                     char *err, size_t errlen)
+{
+    uint64_t v;
+    if (parse_u64(opt, s, min, max, &v, err, errlen) != 0)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int parse_seconds(const char *opt, const char *s, double *out, char *err, size_t errlen)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    /* Written this way round so that NaN fails too. */
+    if (errno != 0 || end == s || *end != '\0' || !(v > 0 && v <= 86400.0 * 365)) {
+        set_err(err, errlen, "%s: '%.40s' is not a number of seconds > 0", opt, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static const char *env_or_null(const char *name)
+{
+    const char *v = getenv(name);
+    return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+static void set_defaults(sim_options_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->sensors_per_device = 4;
+    o->interval_s = 60;
+    o->post_every_s = 60;
+    o->batch = 100;
+    o->backfill_days = 7;
+    o->heartbeat_every_s = 300;
+    o->buffer = 10000;
+    o->timeout_s = 10;
+    o->verify_timeout_s = 60;
+    o->scenario = SIM_SCENARIO_STEADY;
+    o->conn_mode = SIM_CONN_KEEPALIVE;
+    o->seed = 1;
+    o->account = "sim";
+    o->log_level = "warn";
+    o->pki_dir = env_or_null("MH_PKI_DIR");
+    o->target = env_or_null("MH_INGEST_URL");
+    o->ca_file = env_or_null("MH_CA_CERT");
+    o->pg_uri = env_or_null("MH_PG_URI");
+}
+
+/* Options that take a value; the flags are handled separately. */
+typedef enum opt_id {
+    OPT_DEVICES,
+    OPT_SENSORS,
+    OPT_INTERVAL,
+    OPT_POST_EVERY,
+    OPT_BATCH,
+    OPT_BACKFILL,
+    OPT_HEARTBEAT,
+    OPT_BUFFER,
+    OPT_TIMEOUT,
+    OPT_VERIFY_TIMEOUT,
+    OPT_SCENARIO,
+    OPT_DURATION,
+    OPT_MAX_REQUESTS,
+    OPT_CONNECTIONS,
+    OPT_THREADS,
+    OPT_JSON,
+    OPT_SEED,
+    OPT_FLEET,
+    OPT_FLEET_JSON,
+    OPT_ACCOUNT,
+    OPT_PKI,
+    OPT_TARGET,
+    OPT_CA,
+    OPT_PG,
+    OPT_LOG_LEVEL,
+} opt_id_t;
+
+static const struct {
+    const char *name;
+    opt_id_t id;
+} value_opts[] = {
+    {"--account", OPT_ACCOUNT},
+    {"--backfill-days", OPT_BACKFILL},
+    {"--batch", OPT_BATCH},
+    {"--buffer", OPT_BUFFER},
+    {"--ca", OPT_CA},
+    {"--connections", OPT_CONNECTIONS},
+    {"--devices", OPT_DEVICES},
+    {"--duration", OPT_DURATION},
+    {"--fleet", OPT_FLEET},
+    {"--fleet-json", OPT_FLEET_JSON},
+    {"--heartbeat-every", OPT_HEARTBEAT},
+    {"--interval", OPT_INTERVAL},
+    {"--json", OPT_JSON},
+    {"--log-level", OPT_LOG_LEVEL},
+    {"--max-requests", OPT_MAX_REQUESTS},
+    {"--pg", OPT_PG},
+    {"--pki", OPT_PKI},
+    {"--post-every", OPT_POST_EVERY},
+    {"--scenario", OPT_SCENARIO},
+    {"--seed", OPT_SEED},
+    {"--sensors-per-device", OPT_SENSORS},
+    {"--target", OPT_TARGET},
+    {"--threads", OPT_THREADS},
+    {"--timeout", OPT_TIMEOUT},
+    {"--verify-timeout", OPT_VERIFY_TIMEOUT},
+};
+
+static int apply(sim_options_t *o, opt_id_t id, const char *name, const char *v, char *err,
+                 size_t errlen)
+{
+    switch (id) {
+    case OPT_DEVICES:
+        return parse_u32(name, v, 1, SIM_MAX_DEVICES, &o->devices, err, errlen);
+    case OPT_SENSORS:
+        return parse_u32(name, v, 1, SIM_MAX_SENSORS, &o->sensors_per_device, err, errlen);
+    case OPT_INTERVAL:
+        return parse_u32(name, v, 1, 86400, &o->interval_s, err, errlen);
+    case OPT_POST_EVERY:
+        return parse_u32(name, v, 0, 86400, &o->post_every_s, err, errlen);
+    case OPT_BATCH:
+        return parse_u32(name, v, 1, SIM_MAX_BATCH, &o->batch, err, errlen);
+    case OPT_BACKFILL:
+        return parse_u32(name, v, 0, 3650, &o->backfill_days, err, errlen);
+    case OPT_HEARTBEAT:
+        return parse_u32(name, v, 0, 86400, &o->heartbeat_every_s, err, errlen);
+    case OPT_BUFFER:
+        return parse_u32(name, v, 1, 10000000, &o->buffer, err, errlen);
+    case OPT_TIMEOUT:
+        return parse_u32(name, v, 1, 3600, &o->timeout_s, err, errlen);
+    case OPT_VERIFY_TIMEOUT:
+        return parse_u32(name, v, 1, 3600, &o->verify_timeout_s, err, errlen);
+    case OPT_DURATION:
+        return parse_seconds(name, v, &o->duration_s, err, errlen);
+    case OPT_MAX_REQUESTS:
+        return parse_u64(name, v, 1, UINT64_MAX, &o->max_requests, err, errlen);
+    case OPT_THREADS:
+        return parse_u32(name, v, 1, SIM_MAX_THREADS, &o->threads, err, errlen);
+    case OPT_SEED:
+        return parse_u64(name, v, 0, UINT64_MAX, &o->seed, err, errlen);
+    case OPT_SCENARIO:
+        if (strcmp(v, "steady") == 0) {
+            o->scenario = SIM_SCENARIO_STEADY;
+            return 0;
+        }
+        if (strcmp(v, "ramp") == 0 || strcmp(v, "storm") == 0 || strcmp(v, "mixed-bad") == 0) {
+            set_err(err, errlen, "--scenario %s: not implemented yet", v);
+            return -1;
+        }
+        set_err(err, errlen, "--scenario: unknown scenario '%.40s'", v);
+        return -1;
+    case OPT_CONNECTIONS:
+        if (strcmp(v, "keepalive") == 0)
+            o->conn_mode = SIM_CONN_KEEPALIVE;
+        else if (strcmp(v, "reconnect") == 0)
+            o->conn_mode = SIM_CONN_RECONNECT;
+        else if (strcmp(v, "resume") == 0)
+            o->conn_mode = SIM_CONN_RESUME;
+        else {
+            set_err(err, errlen, "--connections: '%.40s' is not keepalive, reconnect or resume", v);
+            return -1;
+        }
+        return 0;
+    case OPT_JSON:
+        o->json_path = v;
+        return 0;
+    case OPT_FLEET:
+        o->fleet_dir = v;
+        return 0;
+    case OPT_FLEET_JSON:
+        o->fleet_json = v;
+        return 0;
+    case OPT_ACCOUNT:
+        o->account = v;
+        return 0;
+    case OPT_PKI:
+        o->pki_dir = v;
+        return 0;
+    case OPT_TARGET:
+        o->target = v;
+        return 0;
+    case OPT_CA:
+        o->ca_file = v;
+        return 0;
+    case OPT_PG:
+        o->pg_uri = v;
+        return 0;
+    case OPT_LOG_LEVEL:
+        o->log_level = v;
+        return 0;
+    }
+    set_err(err, errlen, "%s: internal error", name);
+    return -1;
+}
+
+/* The combination, once every option is known. */
+static int check(sim_options_t *o, char *err, size_t errlen)
+{
+    if (o->provision && o->devices == 0) {
+        set_err(err, errlen, "--provision needs --devices N");
+        return -1;
+    }
+    if (!o->provision && o->fleet_dir == NULL && o->fleet_json == NULL) {
+        set_err(err, errlen, "no fleet: give --fleet DIR or --provision --devices N");
+        return -1;
+    }
+    if (o->provision && o->fleet_json != NULL) {
+        set_err(err, errlen, "--fleet-json loads a fleet; it cannot be combined with --provision");
+        return -1;
+    }
+    if (o->provision && o->pki_dir == NULL) {
+        set_err(err, errlen, "--provision needs --pki DIR (or $MH_PKI_DIR)");
+        return -1;
+    }
+    if ((o->provision || o->verify) && o->pg_uri == NULL) {
+        set_err(err, errlen, "%s needs --pg URI (or $MH_PG_URI)",
+                o->provision ? "--provision" : "--verify");
+        return -1;
+    }
+    if (o->target == NULL) {
+        set_err(err, errlen, "no target: give --target URL (or $MH_INGEST_URL)");
+        return -1;
+    }
+    if (strncmp(o->target, "https://", 8) != 0) {
+        set_err(err, errlen, "--target: '%.80s' is not an https:// URL", o->target);
+        return -1;
+    }
+    if (o->ca_file == NULL) {
+        set_err(err, errlen, "no CA: give --ca FILE (or $MH_CA_CERT)");
+        return -1;
+    }
+    if (o->duration_s == 0 && o->max_requests == 0)
+        o->duration_s = SIM_DEFAULT_DURATION_S;
+    return 0;
+}
+
+sim_parse_result_t sim_options_parse(int argc, char **argv, sim_options_t *out, char *err,
+                                     size_t errlen)
+{
+    set_defaults(out);
+    err[0] = '\0';
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
+            return SIM_PARSE_HELP;
+        if (strcmp(a, "--verify") == 0) {
+            out->verify = true;
+            continue;
+        }
+        if (strcmp(a, "--provision") == 0) {
+            out->provision = true;
+            continue;
+        }
+        if (strcmp(a, "--quiet") == 0) {
+            out->quiet = true;
+            continue;
+        }
+        size_t k = 0, n = sizeof(value_opts) / sizeof(value_opts[0]);
+        while (k < n && strcmp(a, value_opts[k].name) != 0)
+            k++;
+        if (k == n) {
+            set_err(err, errlen, "unknown argument '%.80s' (--help lists the options)", a);
+            return SIM_PARSE_ERROR;
+        }
+        if (i + 1 >= argc) {
+            set_err(err, errlen, "%s needs a value", a);
+            return SIM_PARSE_ERROR;
+        }
+        if (apply(out, value_opts[k].id, a, argv[++i], err, errlen) != 0)
+            return SIM_PARSE_ERROR;
+    }
+    return check(out, err, errlen) == 0 ? SIM_PARSE_OK : SIM_PARSE_ERROR;
+}

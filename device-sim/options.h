@@ -1,0 +1,84 @@
+#ifndef SIM_OPTIONS_H
+#define SIM_OPTIONS_H
+
+/*
+ * Command line of meterhub-sim. Parsing is pure (no I/O besides reading MH_INGEST_URL,
+ * MH_CA_CERT, MH_PG_URI and MH_PKI_DIR from the environment for the defaults), so unit tests
+ * drive it directly. Strings in sim_options_t are borrowed from argv or the environment.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum sim_conn_mode {
+    SIM_CONN_KEEPALIVE, /* one connection per device, reused */
+    SIM_CONN_RECONNECT, /* a new connection (full handshake) per request */
+    SIM_CONN_RESUME,    /* a new connection per request, resuming the last TLS session */
+} sim_conn_mode_t;
+
+typedef enum sim_scenario {
+    SIM_SCENARIO_STEADY,
+} sim_scenario_t;
+
+/* Bounds, checked by the parser. */
+#define SIM_MAX_DEVICES 1000000u
+#define SIM_MAX_SENSORS 64u
+#define SIM_MAX_THREADS 256u
+#define SIM_MAX_BATCH 100000u
+/* Without --duration or --max-requests, a run lasts this long: a load tool must never run
+ * unbounded by accident. */
+#define SIM_DEFAULT_DURATION_S 10.0
+
+typedef struct sim_options {
+    uint32_t devices;            /* 0: every device of a loaded fleet */
+    uint32_t sensors_per_device; /* when provisioning; default 4 */
+    uint32_t interval_s;         /* seconds between readings; default 60 */
+    uint32_t post_every_s;       /* seconds between posts; 0 = closed loop; default 60 */
+    uint32_t batch;              /* most readings per sensor per post; default 100 */
+    uint32_t backfill_days;      /* closed loop: simulated time starts this far back; 7 */
+    uint32_t heartbeat_every_s;  /* 0: no heartbeats; default 300 */
+    uint32_t buffer;             /* most readings kept per sensor; default 10000 */
+    uint32_t timeout_s;          /* per request (connect included); default 10 */
+    uint32_t verify_timeout_s;   /* how long --verify waits for PostgreSQL; default 60 */
+    sim_scenario_t scenario;
+    double duration_s; /* > 0 */
+    uint64_t max_requests;
+    sim_conn_mode_t conn_mode;
+    uint32_t threads; /* 0: one per online CPU */
+    bool verify;
+    bool quiet; /* no progress line */
+    bool provision;
+    uint64_t seed;
+    const char *json_path;
+    const char *fleet_dir;
+    const char *fleet_json;
+    const char *account;
+    const char *pki_dir;
+    const char *target; /* https URL */
+    const char *ca_file;
+    const char *pg_uri;
+    const char *log_level;
+} sim_options_t;
+
+typedef enum sim_parse_result {
+    SIM_PARSE_ERROR = -1, /* usage error: message in err */
+    SIM_PARSE_OK = 0,
+    SIM_PARSE_HELP = 1, /* --help: print sim_options_usage() and exit 0 */
+} sim_parse_result_t;
+
+/*
+ * Parses argv into *out (defaults first, then the environment, then the arguments), and
+ * checks the combination: a fleet source (--fleet or --provision), a target and a CA, --pg
+ * when verifying or provisioning, --devices when provisioning. Any thread.
+ */
+sim_parse_result_t sim_options_parse(int argc, char **argv, sim_options_t *out, char *err,
+                                     size_t errlen);
+
+/* The --help text. Static, borrowed. */
+const char *sim_options_usage(void);
+
+/* "keepalive", "reconnect", "resume". Static, borrowed. */
+const char *sim_conn_mode_name(sim_conn_mode_t mode);
+
+#endif

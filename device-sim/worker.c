@@ -1,0 +1,770 @@
+/*
+ * A worker thread: its event base drives a slice of the fleet. Each device is a small state
+ * machine woken by one timer: generate the readings that are due, then, if nothing is in
+ * flight and no backoff is running, send the next request (a heartbeat that is due, else the
+ * next sensor's batch of the current post round). A device never has more than one request
+ * in flight, so a sensor's batches are sent, and acknowledged, in time order.
+ *
+ * Everything a callback of evhttp does is record the outcome and arm the device's timer at
+ * zero: connections are freed and requests made only from the timer, never from inside
+ * evhttp's own callbacks (where freeing the connection would pull it from under evhttp).
+ */
+#include "device-sim/sim_internal.h"
+
+#include "common/alloc.h"
+#include "common/log.h"
+#include "device-sim/backoff.h"
+#include "device-sim/batch.h"
+#include "device-sim/profile.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* How often a worker checks the deadline and the stop flag. */
+#define SIM_TICK_MS 100
+/* Backoff after a failure: 250 ms doubling to 30 s, full jitter (device-sim/backoff.h). */
+#define SIM_BACKOFF_BASE_MS 250
+#define SIM_BACKOFF_CAP_MS 30000
+/* Refusals logged per worker; the rest are only counted (the summary lists them by code). */
+#define SIM_LOG_REFUSALS 10
+/* Longest Retry-After honoured: a server asking for more is treated as asking for this. */
+#define SIM_RETRY_AFTER_MAX_S 3600
+/* The heartbeat every simulated meter sends. */
+static const char heartbeat_body[] = "{\"firmware_version\":\"sim-1.0\",\"remote_upgrade\":false}";
+
+typedef struct sim_sensor {
+    sim_profile_t profile;
+    sim_buffer_t buf;
+    /* The pending batch was sent at least once without a definite answer (no response, a
+     * timeout, a 5xx): it may be stored even if it is never acknowledged. */
+    bool uncertain;
+} sim_sensor_t;
+
+typedef enum sim_req_kind {
+    SIM_REQ_NONE,
+    SIM_REQ_BATCH,
+    SIM_REQ_HEARTBEAT,
+} sim_req_kind_t;
+
+typedef struct sim_device {
+    sim_worker_t *w;
+    const sim_fleet_device_t *fd; /* borrowed from the fleet */
+    uint32_t index;               /* in the fleet */
+    sim_sensor_t *sensors;
+    size_t nsensors;
+    struct event *timer;
+    struct evhttp_connection *evcon;
+    bool evcon_dead;     /* closed or failed: free and replace before the next request */
+    bool evcon_answered; /* a response came on this connection (handshake counted) */
+    bool nodelay;        /* TCP_NODELAY set on its socket */
+    sim_conn_tls_t tls;  /* resume mode's session; whether the last handshake resumed */
+    sim_req_kind_t in_flight;
+    size_t in_flight_sensor;
+    bool in_flight_retry; /* the request resends something */
+    enum evhttp_request_error last_error;
+    bool last_error_set;
+    uint64_t sent_us;
+    sim_backoff_t backoff;
+    uint64_t retry_at_ms; /* no request before this (backoff) */
+    uint64_t next_k;      /* index of the next reading to generate */
+    uint64_t phase_ms;    /* timed mode: offset of this device's readings */
+    uint64_t next_post_ms, next_hb_ms;
+    bool hb_due, round_active;
+    size_t round_pos;
+} sim_device_t;
+
+struct sim_worker {
+    sim_run_t *run;
+    unsigned index;
+    pthread_t thread;
+    bool started;
+    atomic_bool done;
+    struct event_base *base;
+    SSL_CTX *ssl_ctx;
+    struct event *tick;
+    sim_device_t *devices;
+    size_t ndevices;
+    size_t in_flight; /* devices with a request in flight */
+    bool stopping;
+    uint64_t stopping_since_ms;
+    char *body; /* request body scratch, sized for a full batch */
+    size_t body_len;
+    unsigned refusals_logged;
+    int64_t max_ts; /* newest timestamp generated; INT64_MIN before the first */
+    int rc;
+    pthread_mutex_t lock; /* guards stats */
+    sim_stats_t stats;
+    sim_ack_log_t acked, unanswered;
+};
+
+static void device_wake(evutil_socket_t fd, short what, void *arg);
+
+void sim_ack_log_add(sim_ack_log_t *log, uint32_t device, uint32_t sensor, int64_t ts, double value)
+{
+    if (log->n == log->alloc) {
+        log->alloc = log->alloc ? log->alloc * 2 : 1024;
+        log->v = mh_realloc(log->v, log->alloc * sizeof(*log->v));
+    }
+    log->v[log->n++] = (sim_ack_t){device, sensor, ts, value};
+}
+
+void sim_ack_log_dispose(sim_ack_log_t *log)
+{
+    free(log->v);
+    memset(log, 0, sizeof(*log));
+}
+
+static uint64_t now_ms(const sim_worker_t *w)
+{
+    return (sim_mono_us() - w->run->t0_mono_us) / 1000u;
+}
+
+static void schedule(sim_device_t *d, uint64_t at_ms)
+{
+    uint64_t now = now_ms(d->w);
+    uint64_t delay = at_ms > now ? at_ms - now : 0;
+    struct timeval tv = {(time_t)(delay / 1000u), (suseconds_t)(delay % 1000u) * 1000};
+    evtimer_add(d->timer, &tv);
+}
+
+static bool closed_loop(const sim_worker_t *w)
+{
+    return w->run->opts->post_every_s == 0;
+}
+
+/* When reading k falls due, in ms since the start. Closed loop: as soon as its timestamp is
+ * not in the future; timed: on the device's own phase within each interval. */
+static uint64_t reading_due_ms(const sim_device_t *d, uint64_t k)
+{
+    const sim_run_t *run = d->w->run;
+    uint64_t interval_ms = (uint64_t)run->opts->interval_s * 1000u;
+    if (!closed_loop(d->w))
+        return d->phase_ms + k * interval_ms;
+    double ts = (double)run->start_ts + (double)k * run->opts->interval_s;
+    double ms = (ts - run->t0_wall) * 1000.0;
+    return ms <= 0 ? 0 : (uint64_t)ceil(ms);
+}
+
+static size_t max_buffered(const sim_device_t *d)
+{
+    size_t m = 0;
+    for (size_t s = 0; s < d->nsensors; s++)
+        if (d->sensors[s].buf.len > m)
+            m = d->sensors[s].buf.len;
+    return m;
+}
+
+/* Generates every reading due by now (closed loop: only until some sensor holds a full
+ * batch, so that simulated time does not run ahead of what is posted). */
+static void generate(sim_device_t *d, uint64_t now)
+{
+    sim_worker_t *w = d->w;
+    const sim_options_t *o = w->run->opts;
+    uint64_t generated = 0, overflow = 0;
+
+    while (reading_due_ms(d, d->next_k) <= now) {
+        if (closed_loop(w) && max_buffered(d) >= o->batch)
+            break;
+        int64_t ts = w->run->start_ts + (int64_t)(d->next_k * o->interval_s);
+        if (ts > w->max_ts)
+            w->max_ts = ts;
+        for (size_t s = 0; s < d->nsensors; s++) {
+            double v;
+            if (!sim_profile_next(&d->sensors[s].profile, ts, &v))
+                continue;
+            generated++;
+            if (sim_buffer_push(&d->sensors[s].buf, ts, v) != 0)
+                overflow++;
+        }
+        d->next_k++;
+    }
+    if (generated > 0) {
+        pthread_mutex_lock(&w->lock);
+        w->stats.readings_generated += generated;
+        w->stats.readings_overflow += overflow;
+        pthread_mutex_unlock(&w->lock);
+    }
+}
+
+/* Takes the budget of one request; false when the run must stop. */
+static bool take_request_budget(sim_worker_t *w)
+{
+    sim_run_t *run = w->run;
+    if (atomic_load(&run->stop))
+        return false;
+    uint64_t max = run->opts->max_requests;
+    if (max > 0 && atomic_fetch_add(&run->requests_started, 1) >= max) {
+        atomic_store(&run->stop, true);
+        return false;
+    }
+    return true;
+}
+
+static void drop_connection(sim_device_t *d)
+{
+    if (d->evcon == NULL)
+        return;
+    struct evhttp_connection *evcon = d->evcon;
+    /* Cleared first: sim_conn_free runs the close callback, which must not see it as ours. */
+    d->evcon = NULL;
+    if (d->evcon_answered) {
+        pthread_mutex_lock(&d->w->lock);
+        d->w->stats.connected--;
+        pthread_mutex_unlock(&d->w->lock);
+    }
+    sim_conn_free(evcon);
+    d->evcon_dead = false;
+    d->evcon_answered = false;
+    d->nodelay = false;
+}
+
+static void on_close(struct evhttp_connection *evcon, void *arg)
+{
+    sim_device_t *d = arg;
+    if (evcon == d->evcon)
+        d->evcon_dead = true;
+}
+
+static void on_request_error(enum evhttp_request_error err, void *arg)
+{
+    sim_device_t *d = arg;
+    d->last_error = err;
+    d->last_error_set = true;
+}
+
+/* Ingest answers without Nagle on its side; the simulator's request (headers and body may
+ * leave in separate TLS records) must not wait for a delayed ACK either. */
+static void set_nodelay(sim_device_t *d)
+{
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(d->evcon);
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    int one = 1;
+    if (fd < 0 || d->nodelay)
+        return;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
+        mh_log(MH_LOG_WARN, "device %s: TCP_NODELAY: %s", d->fd->id, strerror(errno));
+    d->nodelay = true;
+}
+
+static void on_response(struct evhttp_request *req, void *arg);
+
+/* Sends one request; body is borrowed (copied into the request). Returns 0, or -1 when it
+ * could not even be queued (counted as a connection error; the device backs off). */
+static int send_request(sim_device_t *d, sim_req_kind_t kind, size_t sensor, const char *path,
+                        const char *body, size_t len)
+{
+    sim_worker_t *w = d->w;
+    const sim_options_t *o = w->run->opts;
+    struct evhttp_request *req = NULL;
+
+    if (d->evcon == NULL) {
+        d->evcon = sim_conn_new(w->base, w->ssl_ctx, w->run, d->fd, &d->tls, o->timeout_s);
+        if (d->evcon == NULL)
+            goto fail;
+        evhttp_connection_set_closecb(d->evcon, on_close, d);
+    }
+    req = evhttp_request_new(on_response, d);
+    if (req == NULL)
+        goto fail;
+    evhttp_request_set_error_cb(req, on_request_error);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    if (evhttp_add_header(h, "Host", w->run->host_header) != 0 ||
+        evhttp_add_header(h, "Content-Type", "application/json") != 0 ||
+        (o->conn_mode != SIM_CONN_KEEPALIVE && evhttp_add_header(h, "Connection", "close") != 0) ||
+        evbuffer_add(evhttp_request_get_output_buffer(req), body, len) != 0)
+        goto fail;
+    d->in_flight = kind;
+    d->in_flight_sensor = sensor;
+    d->last_error_set = false;
+    d->sent_us = sim_mono_us();
+    w->in_flight++;
+    if (evhttp_make_request(d->evcon, req, EVHTTP_REQ_POST, path) != 0) {
+        /* evhttp has already failed the request through on_response (it owned it then). */
+        req = NULL;
+        if (d->in_flight != SIM_REQ_NONE) {
+            d->in_flight = SIM_REQ_NONE;
+            w->in_flight--;
+        }
+        d->evcon_dead = true;
+        goto fail;
+    }
+    set_nodelay(d);
+    pthread_mutex_lock(&w->lock);
+    w->stats.bytes_sent += len;
+    pthread_mutex_unlock(&w->lock);
+    return 0;
+fail:
+    if (req != NULL)
+        evhttp_request_free(req);
+    mh_log(MH_LOG_WARN, "device %s: could not send a request to %s", d->fd->id, path);
+    return -1;
+}
+
+/* The next action of a device whose turn it is; returns true if a request went out. */
+static bool start_next(sim_device_t *d, uint64_t now)
+{
+    sim_worker_t *w = d->w;
+    const sim_options_t *o = w->run->opts;
+    char path[16 + MH_ID_LEN];
+
+    if (d->hb_due) {
+        if (!take_request_budget(w))
+            return false;
+        snprintf(path, sizeof(path), "/device/%s", d->fd->id);
+        if (send_request(d, SIM_REQ_HEARTBEAT, 0, path, heartbeat_body,
+                         sizeof(heartbeat_body) - 1) != 0)
+            goto failed;
+        return true;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        if (!d->round_active) {
+            if (closed_loop(w) && max_buffered(d) > 0) {
+                d->round_active = true;
+                d->round_pos = 0;
+            } else if (!closed_loop(w) && now >= d->next_post_ms) {
+                uint64_t every = (uint64_t)o->post_every_s * 1000u;
+                /* A device that fell behind skips the posts it missed, it does not burst. */
+                while (d->next_post_ms <= now)
+                    d->next_post_ms += every;
+                d->round_active = true;
+                d->round_pos = 0;
+            } else {
+                return false;
+            }
+        }
+        while (d->round_pos < d->nsensors && d->sensors[d->round_pos].buf.len == 0)
+            d->round_pos++;
+        if (d->round_pos < d->nsensors)
+            break;
+        d->round_active = false;
+        /* Closed loop: the round is over; the next one starts at once with fresh readings. */
+        if (closed_loop(w))
+            generate(d, now);
+        else
+            return false;
+    }
+    if (!d->round_active)
+        return false;
+    sim_sensor_t *s = &d->sensors[d->round_pos];
+    size_t n = sim_buffer_take(&s->buf, o->batch);
+    int len = sim_batch_json(&s->buf, w->body, w->body_len);
+    if (len < 0) {
+        /* Not reachable with the profiles' finite values; never send a body we cannot vouch
+         * for. */
+        mh_log(MH_LOG_ERROR, "device %s: batch of %zu readings does not encode", d->fd->id, n);
+        sim_buffer_drop_pending(&s->buf);
+        return false;
+    }
+    if (!take_request_budget(w))
+        return false;
+    snprintf(path, sizeof(path), "/sensor/%s", d->fd->sensor_ids[d->round_pos]);
+    if (send_request(d, SIM_REQ_BATCH, d->round_pos, path, w->body, (size_t)len) != 0)
+        goto failed;
+    return true;
+failed:
+    pthread_mutex_lock(&w->lock);
+    w->stats.requests++;
+    w->stats.by_status[0]++;
+    w->stats.conn_errors++;
+    pthread_mutex_unlock(&w->lock);
+    drop_connection(d);
+    d->retry_at_ms = now + sim_backoff_next(&d->backoff, 0);
+    return false;
+}
+
+/* The earliest time something is due for an idle device. */
+static uint64_t next_due(const sim_device_t *d)
+{
+    const sim_options_t *o = d->w->run->opts;
+    uint64_t t = reading_due_ms(d, d->next_k);
+    if (!closed_loop(d->w) && d->next_post_ms < t)
+        t = d->next_post_ms;
+    if (o->heartbeat_every_s > 0 && d->next_hb_ms < t)
+        t = d->next_hb_ms;
+    if (d->retry_at_ms > t)
+        t = d->retry_at_ms;
+    return t;
+}
+
+static void device_wake(evutil_socket_t fd, short what, void *arg)
+{
+    sim_device_t *d = arg;
+    sim_worker_t *w = d->w;
+    const sim_options_t *o = w->run->opts;
+    uint64_t now = now_ms(w);
+
+    if (d->evcon_dead)
+        drop_connection(d);
+    if (d->in_flight != SIM_REQ_NONE || w->stopping)
+        return;
+    generate(d, now);
+    if (now < d->retry_at_ms) {
+        schedule(d, d->retry_at_ms);
+        return;
+    }
+    if (o->heartbeat_every_s > 0 && now >= d->next_hb_ms) {
+        d->hb_due = true;
+        while (d->next_hb_ms <= now)
+            d->next_hb_ms += (uint64_t)o->heartbeat_every_s * 1000u;
+    }
+    if (start_next(d, now))
+        return;
+    if (w->stopping || atomic_load(&w->run->stop))
+        return;
+    schedule(d, next_due(d));
+}
+
+/* The "error" member of an ingest refusal, into code. */
+static void error_code(struct evhttp_request *req, char *code, size_t len)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t n = evbuffer_get_length(in);
+    json_t *o = NULL;
+    code[0] = '\0';
+    if (n > 0 && n <= 65536) {
+        const char *p = (const char *)evbuffer_pullup(in, (ssize_t)n);
+        o = p ? json_loadb(p, n, 0, NULL) : NULL;
+    }
+    const char *e = json_string_value(json_object_get(o, "error"));
+    snprintf(code, len, "%s", e ? e : "-");
+    json_decref(o);
+}
+
+static uint32_t retry_after(struct evhttp_request *req)
+{
+    const char *v = evhttp_find_header(evhttp_request_get_input_headers(req), "Retry-After");
+    char *end = NULL;
+    if (v == NULL)
+        return 0;
+    unsigned long s = strtoul(v, &end, 10);
+    if (end == v || *end != '\0')
+        return 1; /* an HTTP date or garbage: at least come back later */
+    return s > SIM_RETRY_AFTER_MAX_S ? SIM_RETRY_AFTER_MAX_S : (uint32_t)s;
+}
+
+static void log_refusal(sim_device_t *d, int status, const char *code)
+{
+    sim_worker_t *w = d->w;
+    if (w->refusals_logged >= SIM_LOG_REFUSALS)
+        return;
+    w->refusals_logged++;
+    mh_log(MH_LOG_WARN, "device %s: %s refused with %d %s%s", d->fd->id,
+           d->in_flight == SIM_REQ_HEARTBEAT ? "heartbeat" : "batch", status, code,
+           w->refusals_logged == SIM_LOG_REFUSALS ? " (further refusals only counted)" : "");
+}
+
+/* Readings of a sensor's pending batch into a log. */
+static void log_pending(sim_device_t *d, size_t s, sim_ack_log_t *log)
+{
+    const sim_buffer_t *b = &d->sensors[s].buf;
+    for (size_t i = 0; i < b->pending; i++) {
+        const sim_reading_t *r = sim_buffer_at(b, i);
+        sim_ack_log_add(log, d->index, (uint32_t)s, r->ts, r->value);
+    }
+}
+
+static void on_response(struct evhttp_request *req, void *arg)
+{
+    sim_device_t *d = arg;
+    sim_worker_t *w = d->w;
+    const sim_options_t *o = w->run->opts;
+    sim_req_kind_t kind = d->in_flight;
+    size_t si = d->in_flight_sensor;
+    sim_sensor_t *s = kind == SIM_REQ_BATCH ? &d->sensors[si] : NULL;
+    uint64_t now_us = sim_mono_us();
+    int status = req ? evhttp_request_get_response_code(req) : 0;
+    char code[SIM_ERROR_CODE_MAX];
+    bool retry = false;
+    uint32_t ra = 0;
+
+    if (kind == SIM_REQ_NONE)
+        return;
+    d->in_flight = SIM_REQ_NONE;
+    w->in_flight--;
+
+    pthread_mutex_lock(&w->lock);
+    w->stats.requests++;
+    if (status <= 0 || status >= SIM_STATUS_MAX) {
+        w->stats.by_status[0]++;
+        w->stats.conn_errors++;
+        if (d->last_error_set && d->last_error == EVREQ_HTTP_TIMEOUT)
+            w->stats.timeouts++;
+        pthread_mutex_unlock(&w->lock);
+        d->evcon_dead = true;
+        if (s != NULL)
+            s->uncertain = true;
+        retry = true;
+        goto done;
+    }
+    w->stats.by_status[status]++;
+    sim_hist_record(&w->stats.latency, now_us - d->sent_us);
+    w->stats.bytes_received += evbuffer_get_length(evhttp_request_get_input_buffer(req));
+    if (!d->evcon_answered) {
+        d->evcon_answered = true;
+        w->stats.connected++;
+        w->stats.handshakes++;
+        if (d->tls.resumed)
+            w->stats.resumed++;
+    }
+    pthread_mutex_unlock(&w->lock);
+
+    const char *conn_hdr = evhttp_find_header(evhttp_request_get_input_headers(req), "Connection");
+    if (o->conn_mode != SIM_CONN_KEEPALIVE ||
+        (conn_hdr && evutil_ascii_strcasecmp(conn_hdr, "close") == 0))
+        d->evcon_dead = true;
+
+    if (status >= 200 && status < 300) {
+        sim_backoff_reset(&d->backoff);
+        pthread_mutex_lock(&w->lock);
+        w->stats.ok++;
+        if (kind == SIM_REQ_HEARTBEAT) {
+            w->stats.heartbeats_ok++;
+        } else {
+            w->stats.readings_acked += s->buf.pending;
+        }
+        pthread_mutex_unlock(&w->lock);
+        if (kind == SIM_REQ_HEARTBEAT) {
+            d->hb_due = false;
+        } else {
+            if (o->verify)
+                log_pending(d, si, &w->acked);
+            sim_buffer_ack(&s->buf);
+            s->uncertain = false;
+            d->round_pos++;
+        }
+        goto done;
+    }
+    if (status == 429 || status >= 500) {
+        /* 429 and 503 say when to come back; any 5xx may or may not have queued the batch. */
+        ra = retry_after(req);
+        if (status >= 500 && s != NULL)
+            s->uncertain = true;
+        retry = true;
+        goto done;
+    }
+    /* Any other answer is final for these bytes: count it, give the batch up, go on. */
+    error_code(req, code, sizeof(code));
+    pthread_mutex_lock(&w->lock);
+    sim_stats_add_error(&w->stats, status, code);
+    if (s != NULL)
+        w->stats.readings_refused += s->buf.pending;
+    pthread_mutex_unlock(&w->lock);
+    log_refusal(d, status, code);
+    if (kind == SIM_REQ_HEARTBEAT) {
+        d->hb_due = false;
+    } else {
+        if (o->verify && s->uncertain)
+            log_pending(d, si, &w->unanswered);
+        sim_buffer_drop_pending(&s->buf);
+        s->uncertain = false;
+        d->round_pos++;
+    }
+done:
+    if (retry) {
+        pthread_mutex_lock(&w->lock);
+        w->stats.retries++;
+        pthread_mutex_unlock(&w->lock);
+        d->retry_at_ms = now_ms(w) + sim_backoff_next(&d->backoff, ra);
+    }
+    /* The rest happens in device_wake, outside evhttp's callback. */
+    schedule(d, 0);
+}
+
+/* Every SIM_TICK_MS: the deadline, the stop flag, and the end of the loop once every device
+ * is idle (or after a bound, should a request never end). */
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    sim_worker_t *w = arg;
+    const sim_options_t *o = w->run->opts;
+    uint64_t now = now_ms(w);
+
+    if (!w->stopping && (atomic_load(&w->run->stop) || (double)now >= o->duration_s * 1000.0)) {
+        atomic_store(&w->run->stop, true);
+        w->stopping = true;
+        w->stopping_since_ms = now;
+    }
+    if (!w->stopping)
+        return;
+    if (w->in_flight == 0 || now - w->stopping_since_ms > ((uint64_t)o->timeout_s + 2) * 1000u)
+        event_base_loopbreak(w->base);
+}
+
+static void *worker_main(void *arg)
+{
+    sim_worker_t *w = arg;
+    const sim_options_t *o = w->run->opts;
+    struct timeval tick = {0, SIM_TICK_MS * 1000};
+
+    w->tick = event_new(w->base, -1, EV_PERSIST, on_tick, w);
+    if (w->tick == NULL || event_add(w->tick, &tick) != 0) {
+        mh_log(MH_LOG_ERROR, "worker %u: cannot arm its timer", w->index);
+        w->rc = -1;
+        goto out;
+    }
+    for (size_t i = 0; i < w->ndevices; i++)
+        schedule(&w->devices[i], 0);
+    if (event_base_dispatch(w->base) < 0) {
+        mh_log(MH_LOG_ERROR, "worker %u: event loop failed", w->index);
+        w->rc = -1;
+    }
+out:
+    /* Whatever is still pending and was sent without a definite answer may be stored. */
+    for (size_t i = 0; i < w->ndevices; i++) {
+        sim_device_t *d = &w->devices[i];
+        for (size_t s = 0; s < d->nsensors; s++) {
+            bool flying = d->in_flight == SIM_REQ_BATCH && d->in_flight_sensor == s;
+            if (o->verify && d->sensors[s].buf.pending > 0 && (d->sensors[s].uncertain || flying))
+                log_pending(d, s, &w->unanswered);
+        }
+        /* Pending requests are freed with their connection, without a callback. */
+        d->in_flight = SIM_REQ_NONE;
+        drop_connection(d);
+    }
+    w->in_flight = 0;
+    atomic_store(&w->done, true);
+    return NULL;
+}
+
+sim_worker_t *sim_worker_new(sim_run_t *run, unsigned index, size_t first, size_t count)
+{
+    const sim_options_t *o = run->opts;
+    sim_worker_t *w = mh_calloc(1, sizeof(*w));
+    uint64_t rng = run->opts->seed ^ (0x5851F42D4C957F2Dull * (index + 1));
+
+    w->run = run;
+    w->index = index;
+    w->max_ts = INT64_MIN;
+    pthread_mutex_init(&w->lock, NULL);
+    sim_stats_init(&w->stats);
+    w->base = event_base_new();
+    if (w->base == NULL) {
+        mh_log(MH_LOG_ERROR, "worker %u: event_base_new failed", index);
+        goto fail;
+    }
+    w->ssl_ctx = sim_tls_ctx_new(o->ca_file);
+    if (w->ssl_ctx == NULL)
+        goto fail;
+    w->body_len = sim_batch_json_max(o->batch);
+    w->body = mh_malloc(w->body_len);
+    w->devices = mh_calloc(count ? count : 1, sizeof(*w->devices));
+    w->ndevices = count;
+    for (size_t i = 0; i < count; i++) {
+        sim_device_t *d = &w->devices[i];
+        d->w = w;
+        d->tls.resume = o->conn_mode == SIM_CONN_RESUME;
+        d->index = (uint32_t)(first + i);
+        d->fd = &run->fleet->devices[first + i];
+        d->nsensors = d->fd->nsensors;
+        d->sensors = mh_calloc(d->nsensors ? d->nsensors : 1, sizeof(*d->sensors));
+        for (size_t s = 0; s < d->nsensors; s++) {
+            sim_profile_init(&d->sensors[s].profile, o->seed, d->index, (unsigned)s);
+            sim_buffer_init(&d->sensors[s].buf, o->buffer);
+        }
+        d->timer = evtimer_new(w->base, device_wake, d);
+        if (d->timer == NULL) {
+            mh_log(MH_LOG_ERROR, "worker %u: evtimer_new failed", index);
+            goto fail;
+        }
+        sim_backoff_init(&d->backoff, o->seed * 1000003u + d->index, SIM_BACKOFF_BASE_MS,
+                         SIM_BACKOFF_CAP_MS);
+        /* Phases spread the fleet over each period, as real meters switched on at random
+         * times would be; drawn from the seed, so a run can be repeated. */
+        d->phase_ms = (uint64_t)(sim_rand_unit(&rng) * o->interval_s * 1000.0);
+        if (o->post_every_s > 0)
+            d->next_post_ms = (uint64_t)(sim_rand_unit(&rng) * o->post_every_s * 1000.0);
+        if (o->heartbeat_every_s > 0)
+            d->next_hb_ms = (uint64_t)(sim_rand_unit(&rng) * o->heartbeat_every_s * 1000.0);
+    }
+    return w;
+fail:
+    sim_worker_free(w);
+    return NULL;
+}
+
+int sim_worker_start(sim_worker_t *w)
+{
+    int err = pthread_create(&w->thread, NULL, worker_main, w);
+    if (err != 0) {
+        mh_log(MH_LOG_ERROR, "worker %u: pthread_create: %s", w->index, strerror(err));
+        return -1;
+    }
+    w->started = true;
+    return 0;
+}
+
+bool sim_worker_done(sim_worker_t *w)
+{
+    return atomic_load(&w->done);
+}
+
+int sim_worker_join(sim_worker_t *w)
+{
+    if (w->started) {
+        pthread_join(w->thread, NULL);
+        w->started = false;
+    }
+    return w->rc;
+}
+
+void sim_worker_snapshot(sim_worker_t *w, sim_stats_t *out)
+{
+    pthread_mutex_lock(&w->lock);
+    *out = w->stats;
+    pthread_mutex_unlock(&w->lock);
+}
+
+const sim_ack_log_t *sim_worker_acked(const sim_worker_t *w)
+{
+    return &w->acked;
+}
+
+const sim_ack_log_t *sim_worker_unanswered(const sim_worker_t *w)
+{
+    return &w->unanswered;
+}
+
+int64_t sim_worker_max_ts(const sim_worker_t *w)
+{
+    return w->max_ts;
+}
+
+void sim_worker_free(sim_worker_t *w)
+{
+    if (w == NULL)
+        return;
+    if (w->started) {
+        atomic_store(&w->run->stop, true);
+        sim_worker_join(w);
+    }
+    for (size_t i = 0; i < w->ndevices && w->devices != NULL; i++) {
+        sim_device_t *d = &w->devices[i];
+        drop_connection(d);
+        if (d->timer != NULL)
+            event_free(d->timer);
+        SSL_SESSION_free(d->tls.session);
+        for (size_t s = 0; s < d->nsensors && d->sensors != NULL; s++)
+            sim_buffer_dispose(&d->sensors[s].buf);
+        free(d->sensors);
+    }
+    free(w->devices);
+    if (w->tick != NULL)
+        event_free(w->tick);
+    SSL_CTX_free(w->ssl_ctx);
+    if (w->base != NULL)
+        event_base_free(w->base);
+    free(w->body);
+    sim_ack_log_dispose(&w->acked);
+    sim_ack_log_dispose(&w->unanswered);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}

@@ -1,0 +1,241 @@
+/* Unit tests of meterhub-sim's command line: defaults, environment, bounds, combinations. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "device-sim/options.h"
+
+#define ARGC(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+static int clear_env(void **state)
+{
+    (void)state;
+    unsetenv("MH_INGEST_URL");
+    unsetenv("MH_CA_CERT");
+    unsetenv("MH_PG_URI");
+    unsetenv("MH_PKI_DIR");
+    return 0;
+}
+
+static sim_parse_result_t parse(int argc, char **argv, sim_options_t *o, char *err)
+{
+    return sim_options_parse(argc, argv, o, err, 256);
+}
+
+static void test_defaults(void **state)
+{
+    char *argv[] = {"sim", "--fleet", "F", "--target", "https://127.0.0.1:8443", "--ca", "ca.crt"};
+    sim_options_t o;
+    char err[256];
+    (void)state;
+    assert_int_equal(parse(ARGC(argv), argv, &o, err), SIM_PARSE_OK);
+    assert_int_equal(o.sensors_per_device, 4);
+    assert_int_equal(o.interval_s, 60);
+    assert_int_equal(o.post_every_s, 60);
+    assert_int_equal(o.heartbeat_every_s, 300);
+    assert_int_equal(o.backfill_days, 7);
+    assert_int_equal(o.conn_mode, SIM_CONN_KEEPALIVE);
+    assert_int_equal(o.scenario, SIM_SCENARIO_STEADY);
+    assert_int_equal(o.threads, 0);
+    assert_int_equal(o.devices, 0);
+    assert_string_equal(o.account, "sim");
+    /* Never unbounded: without --duration or --max-requests, 10 s. */
+    assert_true(o.duration_s == SIM_DEFAULT_DURATION_S);
+    assert_false(o.verify);
+}
+
+static void test_environment(void **state)
+{
+    char *argv[] = {"sim", "--provision", "--devices", "3", "--verify"};
+    sim_options_t o;
+    char err[256];
+    (void)state;
+    setenv("MH_INGEST_URL", "https://127.0.0.1:9443", 1);
+    setenv("MH_CA_CERT", "/x/ca.crt", 1);
+    setenv("MH_PG_URI", "postgresql://a@127.0.0.1/b", 1);
+    setenv("MH_PKI_DIR", "/x/pki", 1);
+    assert_int_equal(parse(ARGC(argv), argv, &o, err), SIM_PARSE_OK);
+    assert_string_equal(o.target, "https://127.0.0.1:9443");
+    assert_string_equal(o.ca_file, "/x/ca.crt");
+    assert_string_equal(o.pg_uri, "postgresql://a@127.0.0.1/b");
+    assert_string_equal(o.pki_dir, "/x/pki");
+    assert_int_equal(o.devices, 3);
+    assert_true(o.provision && o.verify);
+    clear_env(NULL);
+}
+
+static void test_everything(void **state)
+{
+    char *argv[] = {"sim",         "--fleet",
+                    "F",           "--fleet-json",
+                    "F/x.json",    "--target",
+                    "https://h:1", "--ca",
+                    "c",           "--devices",
+                    "10",          "--sensors-per-device",
+                    "2",           "--interval",
+                    "1",           "--post-every",
+                    "0",           "--batch",
+                    "60",          "--backfill-days",
+                    "2",           "--heartbeat-every",
+                    "0",           "--connections",
+                    "resume",      "--threads",
+                    "3",           "--duration",
+                    "2.5",         "--max-requests",
+                    "1000",        "--seed",
+                    "42",          "--json",
+                    "out.json",    "--quiet",
+                    "--timeout",   "5",
+                    "--scenario",  "steady"};
+    sim_options_t o;
+    char err[256];
+    (void)state;
+    assert_int_equal(parse(ARGC(argv), argv, &o, err), SIM_PARSE_OK);
+    assert_string_equal(o.fleet_dir, "F");
+    assert_string_equal(o.fleet_json, "F/x.json");
+    assert_int_equal(o.devices, 10);
+    assert_int_equal(o.sensors_per_device, 2);
+    assert_int_equal(o.interval_s, 1);
+    assert_int_equal(o.post_every_s, 0);
+    assert_int_equal(o.batch, 60);
+    assert_int_equal(o.backfill_days, 2);
+    assert_int_equal(o.heartbeat_every_s, 0);
+    assert_int_equal(o.conn_mode, SIM_CONN_RESUME);
+    assert_int_equal(o.threads, 3);
+    assert_true(o.duration_s == 2.5);
+    assert_int_equal(o.max_requests, 1000);
+    assert_int_equal(o.seed, 42);
+    assert_string_equal(o.json_path, "out.json");
+    assert_true(o.quiet);
+    assert_int_equal(o.timeout_s, 5);
+}
+
+static void test_max_requests_alone_bounds(void **state)
+{
+    char *argv[] = {"sim", "--fleet",        "F", "--target", "https://h", "--ca",
+                    "c",   "--max-requests", "5"};
+    sim_options_t o;
+    char err[256];
+    (void)state;
+    assert_int_equal(parse(ARGC(argv), argv, &o, err), SIM_PARSE_OK);
+    assert_true(o.duration_s == 0);
+    assert_int_equal(o.max_requests, 5);
+}
+
+static void test_help(void **state)
+{
+    char *argv[] = {"sim", "--help"};
+    sim_options_t o;
+    char err[256];
+    (void)state;
+    assert_int_equal(parse(ARGC(argv), argv, &o, err), SIM_PARSE_HELP);
+    assert_non_null(strstr(sim_options_usage(), "not\n                           implemented yet"));
+}
+
+/* Each line: arguments after the common ones, then a fragment of the expected message. */
+static void expect_error(const char *fragment, int argc, char **argv)
+{
+    sim_options_t o;
+    char err[256];
+    assert_int_equal(parse(argc, argv, &o, err), SIM_PARSE_ERROR);
+    if (strstr(err, fragment) == NULL)
+        fail_msg("error '%s' does not mention '%s'", err, fragment);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    {
+        char *a[] = {"sim",  "--fleet", "F",          "--target", "https://h",
+                     "--ca", "c",       "--scenario", "storm"};
+        expect_error("not implemented yet", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim",  "--fleet", "F",          "--target", "https://h",
+                     "--ca", "c",       "--scenario", "bogus"};
+        expect_error("unknown scenario", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim", "--target", "https://h", "--ca", "c"};
+        expect_error("no fleet", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim", "--provision", "--target", "https://h", "--ca",
+                     "c",   "--pg",        "p",        "--pki",     "k"};
+        expect_error("--devices", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim",       "--provision", "--devices", "2",     "--target",
+                     "https://h", "--ca",        "c",         "--pki", "k"};
+        expect_error("--pg", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim", "--fleet", "F", "--target", "https://h", "--ca", "c", "--verify"};
+        expect_error("--pg", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim", "--fleet", "F", "--ca", "c"};
+        expect_error("no target", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim", "--fleet", "F", "--target", "http://h", "--ca", "c"};
+        expect_error("https", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim", "--fleet", "F", "--target", "https://h"};
+        expect_error("no CA", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim",  "--fleet", "F",         "--target", "https://h",
+                     "--ca", "c",       "--devices", "-1"};
+        expect_error("--devices", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim", "--fleet", "F", "--target", "https://h", "--ca", "c", "--devices", "0"};
+        expect_error("--devices", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim",  "--fleet", "F",          "--target", "https://h",
+                     "--ca", "c",       "--interval", "1x"};
+        expect_error("--interval", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim",  "--fleet", "F",          "--target", "https://h",
+                     "--ca", "c",       "--duration", "nan"};
+        expect_error("--duration", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim", "--fleet",       "F",        "--target", "https://h", "--ca",
+                     "c",   "--connections", "pipelined"};
+        expect_error("--connections", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim", "--fleet", "F", "--target", "https://h", "--ca", "c", "--duration"};
+        expect_error("needs a value", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim", "--fleet", "F", "--target", "https://h", "--ca", "c", "--frobnicate"};
+        expect_error("unknown argument", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim",  "--fleet", "F",         "--target", "https://h",
+                     "--ca", "c",       "--threads", "100000"};
+        expect_error("--threads", ARGC(a), a);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_defaults, clear_env),
+        cmocka_unit_test_setup(test_environment, clear_env),
+        cmocka_unit_test_setup(test_everything, clear_env),
+        cmocka_unit_test_setup(test_max_requests_alone_bounds, clear_env),
+        cmocka_unit_test_setup(test_help, clear_env),
+        cmocka_unit_test_setup(test_errors, clear_env),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
