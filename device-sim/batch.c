@@ -94,6 +94,11 @@ size_t sim_batch_json_max(size_t n)
 
 int sim_batch_json(const sim_buffer_t *b, char *out, size_t outlen)
 {
+    return sim_batch_json_shifted(b, 0, out, outlen);
+}
+
+int sim_batch_json_shifted(const sim_buffer_t *b, int64_t shift_s, char *out, size_t outlen)
+{
     size_t pos = 0;
     int n = snprintf(out, outlen, "{\"measurements\":[");
     if (n < 0 || (size_t)n >= outlen)
@@ -103,8 +108,8 @@ int sim_batch_json(const sim_buffer_t *b, char *out, size_t outlen)
         const sim_reading_t *r = sim_buffer_at(b, i);
         if (!isfinite(r->value))
             return -1;
-        n = snprintf(out + pos, outlen - pos, "%s[%" PRId64 ",%.17g]", i ? "," : "", r->ts,
-                     r->value);
+        n = snprintf(out + pos, outlen - pos, "%s[%" PRId64 ",%.17g]", i ? "," : "",
+                     r->ts + shift_s, r->value);
         if (n < 0 || (size_t)n >= outlen - pos)
             return -1;
         pos += (size_t)n;

@@ -59,6 +59,8 @@ void sim_buffer_drop_pending(sim_buffer_t *b);
  * a value is not finite. sim_batch_json_max() bounds the size needed for n readings.
  */
 int sim_batch_json(const sim_buffer_t *b, char *out, size_t outlen);
+/* The same with every timestamp moved by shift_s seconds (a meter whose clock is off). */
+int sim_batch_json_shifted(const sim_buffer_t *b, int64_t shift_s, char *out, size_t outlen);
 size_t sim_batch_json_max(size_t n);
 
 #endif

@@ -54,6 +54,14 @@ void sim_hist_record(sim_hist_t *h, uint64_t usec)
     h->sum += (double)usec;
 }
 
+void sim_hist_sub(sim_hist_t *h, const sim_hist_t *earlier)
+{
+    for (unsigned i = 0; i < NBUCKETS; i++)
+        h->counts[i] -= earlier->counts[i];
+    h->total -= earlier->total;
+    h->sum -= earlier->sum;
+}
+
 void sim_hist_merge(sim_hist_t *dst, const sim_hist_t *src)
 {
     if (src->total == 0)

@@ -25,6 +25,9 @@ void sim_hist_init(sim_hist_t *h);
 void sim_hist_record(sim_hist_t *h, uint64_t usec);
 /* Adds every count of src to dst. */
 void sim_hist_merge(sim_hist_t *dst, const sim_hist_t *src);
+/* Removes from h what an earlier snapshot of it held, leaving what was recorded since; min and
+ * max stay those of h (a bound on the interval's, not exact). */
+void sim_hist_sub(sim_hist_t *h, const sim_hist_t *earlier);
 /* The value at quantile q in [0, 1] (upper edge of its bucket, clamped to max); 0 if empty. */
 uint64_t sim_hist_quantile(const sim_hist_t *h, double q);
 double sim_hist_mean(const sim_hist_t *h);

@@ -4,6 +4,9 @@
  * merges the figures, verifies if asked and reports.
  */
 #include "device-sim/sim_internal.h"
+#include "device-sim/bad.h"
+#include "device-sim/counters.h"
+#include "device-sim/ramp.h"
 #include "device-sim/verify.h"
 
 #include "common/alloc.h"
@@ -12,6 +15,7 @@
 #include <arpa/inet.h>
 #include <event2/http.h>
 #include <event2/thread.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
@@ -21,6 +25,9 @@
 #include <sys/resource.h>
 #include <sys/time.h>
 #include <unistd.h>
+
+/* How long a run waits after revoking its revoked-kind devices (mixed-bad). */
+#define SIM_BAD_REVOKE_WAIT_MS 1500
 
 static sim_run_t *signal_run;
 
@@ -112,6 +119,9 @@ int main(int argc, char **argv)
     char err[256];
     sim_run_t run;
     sim_fleet_t *fleet = NULL;
+    sim_bad_t *bad = NULL;
+    double *counters = NULL;
+    sim_ramp_t *ramp = NULL;
     sim_worker_t **workers = NULL;
     size_t nworkers = 0;
     sim_stats_t *total = mh_malloc(sizeof(*total)), *prev = mh_malloc(sizeof(*prev)),
@@ -170,6 +180,25 @@ int main(int argc, char **argv)
     }
     run.fleet = fleet;
     run.ndevices = opts.devices ? opts.devices : fleet->count;
+    /* A fleet run again continues its meters' counters from what the service stored, as real
+     * meters do, rather than restarting them below it (which ingest refuses as decreasing). */
+    if (!opts.provision && opts.pg_uri != NULL) {
+        if (sim_counters_load(opts.pg_uri, fleet, run.ndevices, &counters, &run.counters_stride) ==
+            0)
+            run.counters = counters;
+        else
+            mh_log(MH_LOG_WARN, "counters start from their profiles: PostgreSQL unavailable");
+    }
+    if (opts.scenario == SIM_SCENARIO_MIXED_BAD) {
+        bad = sim_bad_new(fleet, run.ndevices, opts.bad_fraction, opts.seed);
+        if (bad == NULL || sim_bad_revoke(bad, fleet, opts.pg_uri) != 0)
+            goto out;
+        /* Ingest notices a revocation at its next directory refresh (every second by
+         * default): only then is 403 device_revoked the answer to expect. */
+        if (bad->devices[SIM_BAD_REVOKED] > 0)
+            usleep(SIM_BAD_REVOKE_WAIT_MS * 1000);
+        run.bad = bad;
+    }
 
     unsigned threads = opts.threads;
     if (threads == 0) {
@@ -187,6 +216,8 @@ int main(int argc, char **argv)
     if (opts.post_every_s == 0)
         run.start_ts -= (int64_t)opts.backfill_days * 86400;
 
+    if (opts.scenario == SIM_SCENARIO_RAMP)
+        ramp = sim_ramp_new(&run, threads);
     workers = mh_calloc(threads, sizeof(*workers));
     for (unsigned i = 0; i < threads; i++) {
         size_t first = run.ndevices * i / threads, end = run.ndevices * (i + 1) / threads;
@@ -201,6 +232,12 @@ int main(int argc, char **argv)
     run.t0_wall = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
     if (opts.post_every_s > 0)
         run.start_ts = (int64_t)tv.tv_sec;
+    if (opts.scenario == SIM_SCENARIO_STORM) {
+        /* The power comes back now: every device holds the readings of the outage. */
+        run.storm_end_ts = (int64_t)tv.tv_sec;
+        run.start_ts = run.storm_end_ts - (int64_t)opts.outage_s;
+        atomic_store(&run.storm_pending, run.ndevices);
+    }
 
     signal_run = &run;
     signal(SIGINT, on_signal);
@@ -220,6 +257,8 @@ int main(int argc, char **argv)
         if (all_done)
             break;
         usleep(50 * 1000);
+        if (ramp != NULL)
+            sim_ramp_poll(ramp, workers, nworkers);
         double el = (double)(sim_mono_us() - run.t0_mono_us) / 1e6;
         if (el - last >= 1.0) {
             char line[512];
@@ -245,7 +284,15 @@ int main(int argc, char **argv)
         report.sensors += fleet->devices[d].nsensors;
     report.threads = threads;
     report.mode = sim_conn_mode_name(opts.conn_mode);
-    report.scenario = "steady";
+    report.scenario = sim_scenario_name(opts.scenario);
+    report.storm = opts.scenario == SIM_SCENARIO_STORM;
+    report.outage_s = opts.outage_s;
+    report.mixed_bad = bad != NULL;
+    report.bad_fraction = opts.bad_fraction;
+    if (bad != NULL)
+        memcpy(report.bad_devices, bad->devices, sizeof(report.bad_devices));
+    if (ramp != NULL)
+        sim_ramp_report(ramp, &report);
     report.post_every_s = opts.post_every_s;
     report.interval_s = opts.interval_s;
     report.batch = opts.batch;
@@ -264,8 +311,8 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < nworkers; i++)
             if (sim_worker_max_ts(workers[i]) > to_ts)
                 to_ts = sim_worker_max_ts(workers[i]);
-        sim_verify_run(opts.pg_uri, fleet, run.ndevices, run.start_ts, to_ts, acked, unanswered,
-                       nworkers, opts.verify_timeout_s, &report.verify);
+        sim_verify_run(opts.pg_uri, fleet, run.ndevices, bad ? bad->kind : NULL, run.start_ts,
+                       to_ts, acked, unanswered, nworkers, opts.verify_timeout_s, &report.verify);
         free(acked);
         free(unanswered);
     }
@@ -282,11 +329,31 @@ int main(int argc, char **argv)
         status = 1;
     if (worker_rc != 0 || json_rc != 0)
         status = 1;
+    /* Either would be a bug of the simulator's own backpressure handling. */
+    if (total->retry_after_early > 0 || total->retry_changed > 0) {
+        fprintf(stderr, "meterhub-sim: a retry ignored Retry-After or changed its batch\n");
+        status = 1;
+    }
+    if (bad != NULL) {
+        uint64_t unexpected = 0;
+        for (size_t k = 0; k < SIM_BAD_KINDS; k++)
+            unexpected += total->bad_unexpected[k];
+        if (unexpected > 0 || total->good_failures > 0) {
+            fprintf(stderr,
+                    "meterhub-sim: mixed-bad: %" PRIu64 " unexpected answers to bad devices, "
+                    "%" PRIu64 " failures of good devices\n",
+                    unexpected, total->good_failures);
+            status = 1;
+        }
+    }
 out:
     signal_run = NULL;
     for (size_t i = 0; i < nworkers; i++)
         sim_worker_free(workers[i]);
     free(workers);
+    sim_bad_free(bad);
+    free(counters);
+    sim_ramp_free(ramp);
     sim_fleet_free(fleet);
     free(total);
     free(prev);

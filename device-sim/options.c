@@ -27,8 +27,31 @@ static const char usage_text[] =
     "  --sensors-per-device N   sensors of each provisioned device (default 4)\n"
     "\n"
     "behaviour:\n"
-    "  --scenario NAME          steady (default). ramp, storm and mixed-bad are not\n"
-    "                           implemented yet (exit 2)\n"
+    "  --scenario NAME          steady (default), storm, mixed-bad or ramp\n"
+    "                           storm: as after a power cut, each device starts with the\n"
+    "                           readings of the last --outage seconds, then every device\n"
+    "                           posts its backlog at once (closed loop, batches of --batch)\n"
+    "                           and goes on as steady; reports the recovery time\n"
+    "                           mixed-bad: a share of the devices misbehave, by kind in\n"
+    "                           turn: a certificate from another CA, revoked (revoked in\n"
+    "                           PostgreSQL through --pg before the run: use a fleet made\n"
+    "                           for it), another device's sensor, malformed bodies, a\n"
+    "                           clock a day ahead; each refusal is checked (exit 1 if one\n"
+    "                           is not the expected one, or a good device got an answer\n"
+    "                           other than 2xx, 429, 503); --verify covers the good ones\n"
+    "                           ramp: --ramp-start devices, --ramp-step more every\n"
+    "                           --ramp-every seconds, until a step's p99 exceeds\n"
+    "                           --ramp-p99-ms or its errors (non-2xx, no answer) exceed 1%,\n"
+    "                           or every device runs; reports each step and the knee (the\n"
+    "                           last step within bounds). Without --duration or\n"
+    "                           --max-requests it lasts as long as the ramp\n"
+    "  --outage S               storm: seconds of backlog (default 3600)\n"
+    "  --bad-fraction F         mixed-bad: share of misbehaving devices, 0..1 (default\n"
+    "                           0.1; at least one device stays good)\n"
+    "  --ramp-start N           ramp: devices of the first step (default 10% of --devices)\n"
+    "  --ramp-step N            ramp: devices added per step (default 10% of --devices)\n"
+    "  --ramp-every S           ramp: seconds per step (default 2)\n"
+    "  --ramp-p99-ms MS         ramp: p99 bound of a step (default 50)\n"
     "  --interval S             seconds between readings (default 60)\n"
     "  --post-every S           seconds between posts of a device (default 60); 0: closed\n"
     "                           loop, the next post as soon as the previous one is answered,\n"
@@ -62,11 +85,27 @@ static const char usage_text[] =
     "  --log-level LEVEL        debug, info, warn (default), error\n"
     "\n"
     "exit status: 0 run completed (and verified); 1 verification failed, no request\n"
-    "succeeded, or a run-time error; 2 usage error.\n";
+    "succeeded, a retry ignored Retry-After or changed its batch, mixed-bad saw an\n"
+    "unexpected answer, or a run-time error; 2 usage error.\n";
 
 const char *sim_options_usage(void)
 {
     return usage_text;
+}
+
+const char *sim_scenario_name(sim_scenario_t scenario)
+{
+    switch (scenario) {
+    case SIM_SCENARIO_STEADY:
+        return "steady";
+    case SIM_SCENARIO_STORM:
+        return "storm";
+    case SIM_SCENARIO_MIXED_BAD:
+        return "mixed-bad";
+    case SIM_SCENARIO_RAMP:
+        return "ramp";
+    }
+    return "?";
 }
 
 const char *sim_conn_mode_name(sim_conn_mode_t mode)
@@ -122,14 +161,35 @@ static int parse_u32(const char *opt, const char *s, uint32_t min, uint32_t max,
     return 0;
 }
 
-static int parse_seconds(const char *opt, const char *s, double *out, char *err, size_t errlen)
+/* A number > 0 and at most a year's worth of seconds; unit names it in the message. */
+static int parse_positive(const char *opt, const char *s, const char *unit, double *out, char *err,
+                          size_t errlen)
 {
     char *end = NULL;
     errno = 0;
     double v = strtod(s, &end);
     /* Written this way round so that NaN fails too. */
     if (errno != 0 || end == s || *end != '\0' || !(v > 0 && v <= 86400.0 * 365)) {
-        set_err(err, errlen, "%s: '%.40s' is not a number of seconds > 0", opt, s);
+        set_err(err, errlen, "%s: '%.40s' is not a number of %s > 0", opt, s, unit);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_seconds(const char *opt, const char *s, double *out, char *err, size_t errlen)
+{
+    return parse_positive(opt, s, "seconds", out, err, errlen);
+}
+
+static int parse_fraction(const char *opt, const char *s, double *out, char *err, size_t errlen)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    /* Written this way round so that NaN fails too. */
+    if (errno != 0 || end == s || *end != '\0' || !(v >= 0 && v <= 1)) {
+        set_err(err, errlen, "%s: '%.40s' is not a number in 0..1", opt, s);
         return -1;
     }
     *out = v;
@@ -155,6 +215,10 @@ static void set_defaults(sim_options_t *o)
     o->timeout_s = 10;
     o->verify_timeout_s = 60;
     o->scenario = SIM_SCENARIO_STEADY;
+    o->outage_s = 3600;
+    o->bad_fraction = 0.1;
+    o->ramp_every_s = 2;
+    o->ramp_p99_ms = 50;
     o->conn_mode = SIM_CONN_KEEPALIVE;
     o->seed = 1;
     o->account = "sim";
@@ -178,6 +242,12 @@ typedef enum opt_id {
     OPT_TIMEOUT,
     OPT_VERIFY_TIMEOUT,
     OPT_SCENARIO,
+    OPT_OUTAGE,
+    OPT_BAD_FRACTION,
+    OPT_RAMP_START,
+    OPT_RAMP_STEP,
+    OPT_RAMP_EVERY,
+    OPT_RAMP_P99,
     OPT_DURATION,
     OPT_MAX_REQUESTS,
     OPT_CONNECTIONS,
@@ -200,6 +270,7 @@ static const struct {
 } value_opts[] = {
     {"--account", OPT_ACCOUNT},
     {"--backfill-days", OPT_BACKFILL},
+    {"--bad-fraction", OPT_BAD_FRACTION},
     {"--batch", OPT_BATCH},
     {"--buffer", OPT_BUFFER},
     {"--ca", OPT_CA},
@@ -213,9 +284,14 @@ static const struct {
     {"--json", OPT_JSON},
     {"--log-level", OPT_LOG_LEVEL},
     {"--max-requests", OPT_MAX_REQUESTS},
+    {"--outage", OPT_OUTAGE},
     {"--pg", OPT_PG},
     {"--pki", OPT_PKI},
     {"--post-every", OPT_POST_EVERY},
+    {"--ramp-every", OPT_RAMP_EVERY},
+    {"--ramp-p99-ms", OPT_RAMP_P99},
+    {"--ramp-start", OPT_RAMP_START},
+    {"--ramp-step", OPT_RAMP_STEP},
     {"--scenario", OPT_SCENARIO},
     {"--seed", OPT_SEED},
     {"--sensors-per-device", OPT_SENSORS},
@@ -249,6 +325,19 @@ static int apply(sim_options_t *o, opt_id_t id, const char *name, const char *v,
         return parse_u32(name, v, 1, 3600, &o->timeout_s, err, errlen);
     case OPT_VERIFY_TIMEOUT:
         return parse_u32(name, v, 1, 3600, &o->verify_timeout_s, err, errlen);
+    case OPT_OUTAGE:
+        /* Bounded by ingest's default max_age_s (a year): older readings would be refused. */
+        return parse_u32(name, v, 1, 365u * 86400u, &o->outage_s, err, errlen);
+    case OPT_RAMP_START:
+        return parse_u32(name, v, 1, SIM_MAX_DEVICES, &o->ramp_start, err, errlen);
+    case OPT_RAMP_STEP:
+        return parse_u32(name, v, 1, SIM_MAX_DEVICES, &o->ramp_step, err, errlen);
+    case OPT_RAMP_EVERY:
+        return parse_seconds(name, v, &o->ramp_every_s, err, errlen);
+    case OPT_RAMP_P99:
+        return parse_positive(name, v, "milliseconds", &o->ramp_p99_ms, err, errlen);
+    case OPT_BAD_FRACTION:
+        return parse_fraction(name, v, &o->bad_fraction, err, errlen);
     case OPT_DURATION:
         return parse_seconds(name, v, &o->duration_s, err, errlen);
     case OPT_MAX_REQUESTS:
@@ -262,9 +351,17 @@ static int apply(sim_options_t *o, opt_id_t id, const char *name, const char *v,
             o->scenario = SIM_SCENARIO_STEADY;
             return 0;
         }
-        if (strcmp(v, "ramp") == 0 || strcmp(v, "storm") == 0 || strcmp(v, "mixed-bad") == 0) {
-            set_err(err, errlen, "--scenario %s: not implemented yet", v);
-            return -1;
+        if (strcmp(v, "storm") == 0) {
+            o->scenario = SIM_SCENARIO_STORM;
+            return 0;
+        }
+        if (strcmp(v, "mixed-bad") == 0) {
+            o->scenario = SIM_SCENARIO_MIXED_BAD;
+            return 0;
+        }
+        if (strcmp(v, "ramp") == 0) {
+            o->scenario = SIM_SCENARIO_RAMP;
+            return 0;
         }
         set_err(err, errlen, "--scenario: unknown scenario '%.40s'", v);
         return -1;
@@ -331,9 +428,12 @@ static int check(sim_options_t *o, char *err, size_t errlen)
         set_err(err, errlen, "--provision needs --pki DIR (or $MH_PKI_DIR)");
         return -1;
     }
-    if ((o->provision || o->verify) && o->pg_uri == NULL) {
+    bool mixed_bad = o->scenario == SIM_SCENARIO_MIXED_BAD;
+    if ((o->provision || o->verify || mixed_bad) && o->pg_uri == NULL) {
         set_err(err, errlen, "%s needs --pg URI (or $MH_PG_URI)",
-                o->provision ? "--provision" : "--verify");
+                o->provision ? "--provision"
+                : o->verify  ? "--verify"
+                             : "--scenario mixed-bad");
         return -1;
     }
     if (o->target == NULL) {
@@ -348,7 +448,8 @@ static int check(sim_options_t *o, char *err, size_t errlen)
         set_err(err, errlen, "no CA: give --ca FILE (or $MH_CA_CERT)");
         return -1;
     }
-    if (o->duration_s == 0 && o->max_requests == 0)
+    /* A ramp is bounded by the fleet: it ends at the latest once every device runs. */
+    if (o->duration_s == 0 && o->max_requests == 0 && o->scenario != SIM_SCENARIO_RAMP)
         o->duration_s = SIM_DEFAULT_DURATION_S;
     return 0;
 }

@@ -19,6 +19,9 @@ typedef enum sim_conn_mode {
 
 typedef enum sim_scenario {
     SIM_SCENARIO_STEADY,
+    SIM_SCENARIO_STORM,     /* a backlog of --outage seconds, posted by every device at once */
+    SIM_SCENARIO_MIXED_BAD, /* a --bad-fraction of the devices misbehave (device-sim/bad.h) */
+    SIM_SCENARIO_RAMP,      /* more devices step by step until latency or errors give way */
 } sim_scenario_t;
 
 /* Bounds, checked by the parser. */
@@ -42,7 +45,13 @@ typedef struct sim_options {
     uint32_t timeout_s;          /* per request (connect included); default 10 */
     uint32_t verify_timeout_s;   /* how long --verify waits for PostgreSQL; default 60 */
     sim_scenario_t scenario;
-    double duration_s; /* > 0 */
+    uint32_t outage_s;   /* storm: seconds of readings each device holds at the start; 3600 */
+    double bad_fraction; /* mixed-bad: the share of misbehaving devices, 0..1; 0.1 */
+    uint32_t ramp_start; /* ramp: devices of the first step; 0: 10% of the run's devices */
+    uint32_t ramp_step;  /* ramp: devices added per step; 0: 10% of the run's devices */
+    double ramp_every_s; /* ramp: seconds per step; 2 */
+    double ramp_p99_ms;  /* ramp: a step's p99 above this ends the ramp; 50 */
+    double duration_s;   /* > 0; 0 only for a ramp without bounds (the fleet bounds it) */
     uint64_t max_requests;
     sim_conn_mode_t conn_mode;
     uint32_t threads; /* 0: one per online CPU */
@@ -70,13 +79,17 @@ typedef enum sim_parse_result {
 /*
  * Parses argv into *out (defaults first, then the environment, then the arguments), and
  * checks the combination: a fleet source (--fleet or --provision), a target and a CA, --pg
- * when verifying or provisioning, --devices when provisioning. Any thread.
+ * when verifying, provisioning or running mixed-bad (it revokes devices), --devices when
+ * provisioning. Any thread.
  */
 sim_parse_result_t sim_options_parse(int argc, char **argv, sim_options_t *out, char *err,
                                      size_t errlen);
 
 /* The --help text. Static, borrowed. */
 const char *sim_options_usage(void);
+
+/* "steady", "storm", "mixed-bad", "ramp". Static, borrowed. */
+const char *sim_scenario_name(sim_scenario_t scenario);
 
 /* "keepalive", "reconnect", "resume". Static, borrowed. */
 const char *sim_conn_mode_name(sim_conn_mode_t mode);

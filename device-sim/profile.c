@@ -317,6 +317,12 @@ sim_sensor_kind_t sim_profile_kind(unsigned sensor_index)
     return (sim_sensor_kind_t)(sensor_index % 4);
 }
 
+void sim_profile_continue(sim_profile_t *p, double value)
+{
+    if (sim_profile_is_counter(p->kind) && isfinite(value) && value > p->counter)
+        p->counter = value;
+}
+
 bool sim_profile_is_counter(sim_sensor_kind_t kind)
 {
     return kind != SIM_POWER_W;

@@ -42,6 +42,13 @@ void sim_profile_init(sim_profile_t *p, uint64_t seed, uint64_t device_index,
                       unsigned sensor_index);
 
 /*
+ * A counter whose meter already stands at `value` (what the service last stored for it, from
+ * an earlier run of the same fleet) goes on from there instead of from its seeded start, as a
+ * real meter's counter survives a reboot. No effect on gauges or when value is lower.
+ */
+void sim_profile_continue(sim_profile_t *p, double value);
+
+/*
  * The reading at ts (seconds, UTC; strictly after the previous call's ts). Returns true and
  * sets *value, or false when the meter skips this reading (a gap); a counter still advances
  * through a gap so the next reading reflects the consumption in between.

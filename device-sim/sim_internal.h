@@ -35,6 +35,20 @@ typedef struct sim_run {
     int64_t start_ts;    /* timestamp of every device's first reading */
     atomic_bool stop;    /* no new requests (duration, --max-requests, signal) */
     atomic_uint_fast64_t requests_started;
+    /* Storm: readings with timestamps up to storm_end_ts are the backlog (start_ts is then
+     * storm_end_ts - outage); storm_pending counts the devices that have not yet delivered
+     * all of theirs. */
+    int64_t storm_end_ts;
+    atomic_size_t storm_pending;
+    const struct sim_bad *bad; /* mixed-bad: who misbehaves and how (borrowed); else NULL */
+    /* Ramp: device d runs once rank[d] < active (ranks interleave the workers' slices, so
+     * every thread gets its share of each step); rank NULL: every device runs. */
+    const uint32_t *rank;
+    atomic_size_t active;
+    /* Where the fleet's counters stand in PostgreSQL (sim_counters_load): sensor s of device d
+     * at [d * counters_stride + s], NaN when nothing is stored; NULL: start from the profiles. */
+    const double *counters;
+    size_t counters_stride;
 } sim_run_t;
 
 /* Microseconds of CLOCK_MONOTONIC. */

@@ -3,6 +3,69 @@
 #include <inttypes.h>
 #include <string.h>
 
+const char *sim_bad_kind_name(sim_bad_kind_t kind)
+{
+    switch (kind) {
+    case SIM_BAD_NONE:
+        return "good";
+    case SIM_BAD_WRONG_CA:
+        return "wrong-ca";
+    case SIM_BAD_REVOKED:
+        return "revoked";
+    case SIM_BAD_OTHER_SENSOR:
+        return "other-sensor";
+    case SIM_BAD_MALFORMED:
+        return "malformed";
+    case SIM_BAD_FUTURE:
+        return "future-clock";
+    case SIM_BAD_KINDS:
+        break;
+    }
+    return "?";
+}
+
+const char *sim_bad_kind_expect(sim_bad_kind_t kind)
+{
+    switch (kind) {
+    case SIM_BAD_NONE:
+        return "2xx";
+    case SIM_BAD_WRONG_CA:
+        return "handshake refused, no answer";
+    case SIM_BAD_REVOKED:
+        return "403 device_revoked";
+    case SIM_BAD_OTHER_SENSOR:
+        return "403 not_your_sensor";
+    case SIM_BAD_MALFORMED:
+        return "400 malformed_json";
+    case SIM_BAD_FUTURE:
+        return "400 timestamp_in_future";
+    case SIM_BAD_KINDS:
+        break;
+    }
+    return "?";
+}
+
+bool sim_bad_kind_expected(sim_bad_kind_t kind, int status, const char *code)
+{
+    switch (kind) {
+    case SIM_BAD_NONE:
+        return status >= 200 && status < 300;
+    case SIM_BAD_WRONG_CA:
+        return status == 0;
+    case SIM_BAD_REVOKED:
+        return status == 403 && strcmp(code, "device_revoked") == 0;
+    case SIM_BAD_OTHER_SENSOR:
+        return status == 403 && strcmp(code, "not_your_sensor") == 0;
+    case SIM_BAD_MALFORMED:
+        return status == 400 && strcmp(code, "malformed_json") == 0;
+    case SIM_BAD_FUTURE:
+        return status == 400 && strcmp(code, "timestamp_in_future") == 0;
+    case SIM_BAD_KINDS:
+        break;
+    }
+    return false;
+}
+
 void sim_stats_init(sim_stats_t *s)
 {
     memset(s, 0, sizeof(*s));
@@ -27,6 +90,13 @@ void sim_stats_add_error(sim_stats_t *s, int status, const char *code)
     e->status = status;
     snprintf(e->code, sizeof(e->code), "%s", code);
     e->n = 1;
+}
+
+void sim_stats_count_request(sim_stats_t *s, uint64_t elapsed_us)
+{
+    uint64_t slot = elapsed_us / (SIM_RATE_SLOT_MS * 1000u);
+    s->requests++;
+    s->per_slot[slot < SIM_RATE_SLOTS ? slot : SIM_RATE_SLOTS - 1]++;
 }
 
 void sim_stats_merge(sim_stats_t *dst, const sim_stats_t *src)
@@ -63,6 +133,62 @@ void sim_stats_merge(sim_stats_t *dst, const sim_stats_t *src)
     }
     dst->errors_unnamed += src->errors_unnamed;
     sim_hist_merge(&dst->latency, &src->latency);
+    for (size_t i = 0; i < SIM_RATE_SLOTS; i++)
+        dst->per_slot[i] += src->per_slot[i];
+    dst->retry_after_waits += src->retry_after_waits;
+    dst->retry_after_early += src->retry_after_early;
+    dst->retry_changed += src->retry_changed;
+    dst->backlog_readings += src->backlog_readings;
+    dst->storm_recovered += src->storm_recovered;
+    if (src->recovery_max_us > dst->recovery_max_us)
+        dst->recovery_max_us = src->recovery_max_us;
+    dst->storm_requests += src->storm_requests;
+    for (size_t k = 0; k < SIM_BAD_KINDS; k++) {
+        dst->bad_requests[k] += src->bad_requests[k];
+        dst->bad_expected[k] += src->bad_expected[k];
+        dst->bad_unexpected[k] += src->bad_unexpected[k];
+        dst->bad_deferred[k] += src->bad_deferred[k];
+    }
+    dst->good_failures += src->good_failures;
+}
+
+/* Requests in the busiest second of the run, over sliding windows of one second that lie
+ * within the run (the whole run if it lasted less). */
+static uint32_t peak_per_s(const sim_stats_t *s, double elapsed_s)
+{
+    const size_t win = 1000 / SIM_RATE_SLOT_MS;
+    size_t slots = (size_t)(elapsed_s * 1000.0 / SIM_RATE_SLOT_MS);
+    uint32_t sum = 0, m = 0;
+    if (slots > SIM_RATE_SLOTS)
+        slots = SIM_RATE_SLOTS;
+    if (slots < win)
+        slots = win;
+    for (size_t i = 0; i < slots; i++) {
+        sum += s->per_slot[i];
+        if (i >= win)
+            sum -= s->per_slot[i - win];
+        if (i + 1 >= win && sum > m)
+            m = sum;
+    }
+    return m;
+}
+
+/* Storm: the fleet has recovered once every device delivered its backlog. */
+static bool storm_recovered(const sim_stats_t *s, const sim_report_t *r)
+{
+    return s->storm_recovered == r->devices;
+}
+
+static double recovery_s(const sim_stats_t *s)
+{
+    return (double)s->recovery_max_us / 1e6;
+}
+
+/* Requests per second until the fleet recovered (over the whole run if it did not). */
+static double sustained_per_s(const sim_stats_t *s, const sim_report_t *r)
+{
+    double t = storm_recovered(s, r) ? recovery_s(s) : r->elapsed_s;
+    return t > 0 ? (double)s->storm_requests / t : 0;
 }
 
 static double ms(uint64_t usec)
@@ -107,6 +233,78 @@ void sim_stats_progress(char *buf, size_t buflen, double elapsed, double dt, con
              (double)(cur->readings_acked - prev->readings_acked) / dt, cur->ok, fails,
              ms(sim_hist_quantile(&cur->latency, 0.50)),
              ms(sim_hist_quantile(&cur->latency, 0.99)));
+}
+
+bool sim_ramp_step_ok(const sim_ramp_step_t *st, double p99_ms)
+{
+    /* errors <= 1% of requests, in integers. */
+    return st->p99_ms <= p99_ms && st->errors * 100 <= st->requests;
+}
+
+static const char *ramp_end_name(sim_ramp_end_t e)
+{
+    switch (e) {
+    case SIM_RAMP_END_P99:
+        return "p99 over the bound";
+    case SIM_RAMP_END_ERRORS:
+        return "errors over 1%";
+    case SIM_RAMP_END_FLEET:
+        return "every device ran within bounds";
+    case SIM_RAMP_END_STOPPED:
+        return "stopped before the bounds were reached";
+    }
+    return "?";
+}
+
+static double step_rate(const sim_ramp_step_t *st)
+{
+    return st->seconds > 0 ? (double)st->requests / st->seconds : 0;
+}
+
+static void print_ramp(FILE *f, const sim_report_t *r)
+{
+    fprintf(f,
+            "  ramp           a step every %.1f s, bounds p99 %.2f ms and errors 1%%; ended: %s\n",
+            r->ramp_every_s, r->ramp_p99_ms, ramp_end_name(r->ramp_end));
+    for (size_t i = 0; i < r->nsteps; i++) {
+        const sim_ramp_step_t *st = &r->steps[i];
+        fprintf(f,
+                "    step %3zu     devices %" PRIu32 ", %.1f req/s, p50 %.2f ms, p99 %.2f ms, "
+                "errors %" PRIu64 " of %" PRIu64 "%s\n",
+                i + 1, st->devices, step_rate(st), st->p50_ms, st->p99_ms, st->errors, st->requests,
+                sim_ramp_step_ok(st, r->ramp_p99_ms) ? "" : " (out of bounds)");
+    }
+    if (r->knee < 0) {
+        fprintf(f, "  knee           none: no step was within bounds\n");
+        return;
+    }
+    const sim_ramp_step_t *k = &r->steps[r->knee];
+    fprintf(f, "  knee           step %ld: %" PRIu32 " devices, %.1f req/s, p99 %.2f ms\n",
+            r->knee + 1, k->devices, step_rate(k), k->p99_ms);
+}
+
+static json_t *ramp_json(const sim_report_t *r)
+{
+    json_t *steps = json_array();
+    for (size_t i = 0; i < r->nsteps; i++) {
+        const sim_ramp_step_t *st = &r->steps[i];
+        json_array_append_new(
+            steps, json_pack("{s:i, s:f, s:I, s:f, s:I, s:f, s:f, s:b}", "devices",
+                             (int)st->devices, "seconds", st->seconds, "requests",
+                             (json_int_t)st->requests, "requests_per_s", step_rate(st), "errors",
+                             (json_int_t)st->errors, "p50_ms", st->p50_ms, "p99_ms", st->p99_ms,
+                             "within_bounds", sim_ramp_step_ok(st, r->ramp_p99_ms)));
+    }
+    json_t *knee = json_null();
+    if (r->knee >= 0) {
+        const sim_ramp_step_t *k = &r->steps[r->knee];
+        json_decref(knee);
+        knee = json_pack("{s:i, s:i, s:f, s:f}", "step", (int)r->knee + 1, "devices",
+                         (int)k->devices, "requests_per_s", step_rate(k), "p99_ms", k->p99_ms);
+    }
+    return json_pack("{s:f, s:f, s:s, s:o, s:o}", "every_s", r->ramp_every_s, "p99_bound_ms",
+                     r->ramp_p99_ms, "ended", ramp_end_name(r->ramp_end), "steps", steps, "knee",
+                     knee);
 }
 
 static const char *verify_name(sim_verify_state_t st)
@@ -162,6 +360,41 @@ void sim_stats_print_summary(FILE *f, const sim_stats_t *s, const sim_report_t *
             s->handshakes, s->resumed, s->conn_errors, s->timeouts);
     fprintf(f, "  bytes          sent %" PRIu64 ", received %" PRIu64 " (bodies)\n", s->bytes_sent,
             s->bytes_received);
+    fprintf(f,
+            "  backpressure   429 %" PRIu64 ", 503 %" PRIu64 ", retries after Retry-After %" PRIu64
+            " (sent early %" PRIu64 "), resent batches changed %" PRIu64 "\n",
+            s->by_status[429], s->by_status[503], s->retry_after_waits, s->retry_after_early,
+            s->retry_changed);
+    if (r->storm) {
+        fprintf(f, "  storm          outage %u s, backlog %" PRIu64 " readings, ", r->outage_s,
+                s->backlog_readings);
+        if (storm_recovered(s, r))
+            fprintf(f, "recovered in %.2f s\n", recovery_s(s));
+        else
+            fprintf(f, "not recovered: %" PRIu64 " of %zu devices delivered their backlog\n",
+                    s->storm_recovered, r->devices);
+        fprintf(f, "  storm rates    peak %" PRIu32 " req/s, sustained %.1f req/s until recovery\n",
+                peak_per_s(s, r->elapsed_s), sustained_per_s(s, r));
+    }
+    if (r->mixed_bad) {
+        uint32_t nbad = 0;
+        for (size_t k = SIM_BAD_WRONG_CA; k < SIM_BAD_KINDS; k++)
+            nbad += r->bad_devices[k];
+        fprintf(f,
+                "  mixed-bad      %" PRIu32 " bad devices of %zu (fraction %.3g); good devices: "
+                "%" PRIu64 " answers other than 2xx, 429, 503\n",
+                nbad, r->devices, r->bad_fraction, s->good_failures);
+        for (size_t k = SIM_BAD_WRONG_CA; k < SIM_BAD_KINDS; k++)
+            fprintf(f,
+                    "    %-12s devices %" PRIu32 ", requests %" PRIu64
+                    ", expected %s: got expected %" PRIu64 ", got unexpected %" PRIu64
+                    " (429/503 retried %" PRIu64 ")\n",
+                    sim_bad_kind_name((sim_bad_kind_t)k), r->bad_devices[k], s->bad_requests[k],
+                    sim_bad_kind_expect((sim_bad_kind_t)k), s->bad_expected[k],
+                    s->bad_unexpected[k], s->bad_deferred[k]);
+    }
+    if (r->ramp)
+        print_ramp(f, r);
     fprintf(f, "  verify         %s", verify_name(r->verify.state));
     if (r->verify.state == SIM_VERIFY_PASSED || r->verify.state == SIM_VERIFY_FAILED)
         fprintf(f,
@@ -226,6 +459,44 @@ json_t *sim_stats_json(const sim_stats_t *s, const sim_report_t *r)
     json_object_set_new(o, "bytes",
                         json_pack("{s:I, s:I}", "sent", (json_int_t)s->bytes_sent, "received",
                                   (json_int_t)s->bytes_received));
+    json_object_set_new(o, "backpressure",
+                        json_pack("{s:I, s:I, s:I, s:I, s:I}", "status_429",
+                                  (json_int_t)s->by_status[429], "status_503",
+                                  (json_int_t)s->by_status[503], "retry_after_waits",
+                                  (json_int_t)s->retry_after_waits, "retry_after_early",
+                                  (json_int_t)s->retry_after_early, "resent_changed",
+                                  (json_int_t)s->retry_changed));
+    if (r->storm) {
+        json_t *st = json_pack(
+            "{s:i, s:I, s:b, s:I, s:I, s:I, s:f}", "outage_s", (int)r->outage_s, "backlog_readings",
+            (json_int_t)s->backlog_readings, "recovered", storm_recovered(s, r),
+            "devices_recovered", (json_int_t)s->storm_recovered, "peak_requests_per_s",
+            (json_int_t)peak_per_s(s, r->elapsed_s), "requests_until_recovery",
+            (json_int_t)s->storm_requests, "sustained_requests_per_s", sustained_per_s(s, r));
+        /* null while the fleet has not recovered: there is no recovery time to report. */
+        json_object_set_new(st, "recovery_s",
+                            storm_recovered(s, r) ? json_real(recovery_s(s)) : json_null());
+        json_object_set_new(o, "storm", st);
+    }
+    if (r->mixed_bad) {
+        json_t *kinds = json_object();
+        for (size_t k = SIM_BAD_WRONG_CA; k < SIM_BAD_KINDS; k++)
+            json_object_set_new(kinds, sim_bad_kind_name((sim_bad_kind_t)k),
+                                json_pack("{s:i, s:I, s:s, s:I, s:I, s:I}", "devices",
+                                          (int)r->bad_devices[k], "requests",
+                                          (json_int_t)s->bad_requests[k], "expected",
+                                          sim_bad_kind_expect((sim_bad_kind_t)k), "got_expected",
+                                          (json_int_t)s->bad_expected[k], "got_unexpected",
+                                          (json_int_t)s->bad_unexpected[k], "retried_429_503",
+                                          (json_int_t)s->bad_deferred[k]));
+        json_object_set_new(o, "mixed_bad",
+                            json_pack("{s:f, s:i, s:I, s:o}", "bad_fraction", r->bad_fraction,
+                                      "good_devices", (int)r->bad_devices[SIM_BAD_NONE],
+                                      "good_failures", (json_int_t)s->good_failures, "kinds",
+                                      kinds));
+    }
+    if (r->ramp)
+        json_object_set_new(o, "ramp", ramp_json(r));
     json_t *v = json_pack("{s:s}", "result", verify_name(r->verify.state));
     if (r->verify.state == SIM_VERIFY_PASSED || r->verify.state == SIM_VERIFY_FAILED) {
         json_object_set_new(v, "acked", json_integer((json_int_t)r->verify.acked));

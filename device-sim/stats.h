@@ -20,6 +20,28 @@
 /* Distinct (status, error code) pairs kept by name; the rest are only counted. */
 #define SIM_ERRORS_MAX 32
 #define SIM_ERROR_CODE_MAX 40
+/* Requests are also counted per 100 ms slot of the run, for the peak rate (the busiest
+ * sliding second), over the first 10 minutes (later ones are counted in the last slot). */
+#define SIM_RATE_SLOT_MS 100
+#define SIM_RATE_SLOTS 6000
+
+/* How a device of the mixed-bad scenario misbehaves (device-sim/bad.h). */
+typedef enum sim_bad_kind {
+    SIM_BAD_NONE,         /* a good device */
+    SIM_BAD_WRONG_CA,     /* a certificate from another CA: the handshake fails */
+    SIM_BAD_REVOKED,      /* revoked before the run: 403 device_revoked */
+    SIM_BAD_OTHER_SENSOR, /* posts to another device's sensor: 403 not_your_sensor */
+    SIM_BAD_MALFORMED,    /* bodies that are not JSON: 400 malformed_json */
+    SIM_BAD_FUTURE,       /* a clock a day ahead: 400 timestamp_in_future */
+    SIM_BAD_KINDS,
+} sim_bad_kind_t;
+
+/* "wrong-ca", "revoked", "other-sensor", "malformed", "future-clock" ("good" for NONE), and
+ * the outcome each kind expects. Static, borrowed. */
+const char *sim_bad_kind_name(sim_bad_kind_t kind);
+const char *sim_bad_kind_expect(sim_bad_kind_t kind);
+/* Whether an answer (status 0: none) with this error code is the refusal kind expects. */
+bool sim_bad_kind_expected(sim_bad_kind_t kind, int status, const char *code);
 
 typedef struct sim_error_count {
     int status;
@@ -46,14 +68,41 @@ typedef struct sim_stats {
     int64_t connected;          /* connections open now (a gauge, not merged by sum) */
     sim_error_count_t errors[SIM_ERRORS_MAX];
     size_t nerrors;
-    uint64_t errors_unnamed; /* refusals beyond SIM_ERRORS_MAX distinct codes */
-    sim_hist_t latency;      /* microseconds, answered requests only */
+    uint64_t errors_unnamed;           /* refusals beyond SIM_ERRORS_MAX distinct codes */
+    sim_hist_t latency;                /* microseconds, answered requests only */
+    uint32_t per_slot[SIM_RATE_SLOTS]; /* requests completed in each slot of the run */
+    /* Backpressure: retries after a 429 or 503 that carried Retry-After, those of them sent
+     * before it had elapsed, and resent batches that were not the refused batch (the last two
+     * are bugs of the simulator and must stay 0). */
+    uint64_t retry_after_waits;
+    uint64_t retry_after_early;
+    uint64_t retry_changed;
+    /* Storm: readings of the backlog (timestamps up to the start), devices that delivered all
+     * of theirs, when the last of them did (us since the start; a max, not a sum, when
+     * merged), and requests completed before the whole fleet had recovered. */
+    uint64_t backlog_readings;
+    uint64_t storm_recovered;
+    uint64_t recovery_max_us;
+    uint64_t storm_requests;
+    /* Mixed-bad: the requests of the bad devices by kind (answered, or failed without an
+     * answer), those that got the refusal their kind expects, those that got anything else,
+     * and 429/503 answers to them (retried: the protocol checks rate and queue before the
+     * body, so they are legitimate but say nothing). good_failures: requests of good devices
+     * answered with anything but 2xx, 429 and 503, or not answered at all. */
+    uint64_t bad_requests[SIM_BAD_KINDS];
+    uint64_t bad_expected[SIM_BAD_KINDS];
+    uint64_t bad_unexpected[SIM_BAD_KINDS];
+    uint64_t bad_deferred[SIM_BAD_KINDS];
+    uint64_t good_failures;
 } sim_stats_t;
 
 void sim_stats_init(sim_stats_t *s);
 /* Counts a refusal by status and error code (code may be NULL or empty: "-"). */
 void sim_stats_add_error(sim_stats_t *s, int status, const char *code);
-/* Adds src to dst (connected is summed too: each thread counts its own connections). */
+/* Counts one completed request at elapsed_us since the start (requests and per_slot). */
+void sim_stats_count_request(sim_stats_t *s, uint64_t elapsed_us);
+/* Adds src to dst (connected is summed too: each thread counts its own connections;
+ * recovery_max_us is a max). */
 void sim_stats_merge(sim_stats_t *dst, const sim_stats_t *src);
 
 /* The outcome of --verify, for the report. */
@@ -73,6 +122,23 @@ typedef struct sim_verify_result {
     double wait_s;              /* how long it waited for the writer */
 } sim_verify_result_t;
 
+/* One step of a ramp: its devices and what they got over the step. */
+typedef struct sim_ramp_step {
+    uint32_t devices;
+    double seconds;
+    uint64_t requests;
+    uint64_t errors; /* answered other than 2xx, or not answered */
+    double p50_ms, p99_ms;
+} sim_ramp_step_t;
+
+/* Why a ramp ended. */
+typedef enum sim_ramp_end {
+    SIM_RAMP_END_P99,     /* the last step's p99 exceeded the bound */
+    SIM_RAMP_END_ERRORS,  /* the last step's errors exceeded 1% */
+    SIM_RAMP_END_FLEET,   /* every device ran within bounds */
+    SIM_RAMP_END_STOPPED, /* --duration, --max-requests or a signal came first */
+} sim_ramp_end_t;
+
 /* The run as a whole, for the report. */
 typedef struct sim_report {
     double elapsed_s;
@@ -80,8 +146,19 @@ typedef struct sim_report {
     size_t sensors;
     unsigned threads;
     const char *mode;     /* connection mode */
-    const char *scenario; /* "steady" */
+    const char *scenario; /* "steady", "storm" */
     uint32_t post_every_s, interval_s, batch;
+    bool storm;        /* print and report the storm figures */
+    uint32_t outage_s; /* storm */
+    bool mixed_bad;    /* print and report the mixed-bad figures */
+    double bad_fraction;
+    uint32_t bad_devices[SIM_BAD_KINDS]; /* devices of each kind ([SIM_BAD_NONE]: good) */
+    bool ramp;                           /* print and report the steps (borrowed) */
+    const sim_ramp_step_t *steps;
+    size_t nsteps;
+    long knee; /* index of the last step within bounds; -1: none */
+    sim_ramp_end_t ramp_end;
+    double ramp_every_s, ramp_p99_ms;
     sim_verify_result_t verify;
 } sim_report_t;
 
@@ -89,6 +166,9 @@ typedef struct sim_report {
  * line (cur - prev over dt seconds), refusals by status, p50/p99 of the run so far. */
 void sim_stats_progress(char *buf, size_t buflen, double elapsed, double dt, const sim_stats_t *cur,
                         const sim_stats_t *prev);
+
+/* Whether a ramp step is within bounds: p99 at most p99_ms, errors at most 1% of requests. */
+bool sim_ramp_step_ok(const sim_ramp_step_t *st, double p99_ms);
 
 /* The final summary, human-readable. */
 void sim_stats_print_summary(FILE *f, const sim_stats_t *s, const sim_report_t *r);

@@ -92,14 +92,15 @@ static int copy_log(PGconn *conn, const char *table, const sim_fleet_t *fleet,
     return rc;
 }
 
-static int copy_sensors(PGconn *conn, const sim_fleet_t *fleet, size_t ndevices)
+static int copy_sensors(PGconn *conn, const sim_fleet_t *fleet, size_t ndevices,
+                        const uint8_t *exclude)
 {
     if (copy_begin(conn, "COPY sim_sensor (id) FROM STDIN") != 0)
         return -1;
     copy_buf_t *c = mh_calloc(1, sizeof(*c));
     c->conn = conn;
     for (size_t d = 0; d < ndevices; d++)
-        for (size_t s = 0; s < fleet->devices[d].nsensors; s++) {
+        for (size_t s = 0; s < fleet->devices[d].nsensors && !(exclude && exclude[d]); s++) {
             memcpy(c->data + c->len, fleet->devices[d].sensor_ids[s], MH_ID_LEN);
             c->len += MH_ID_LEN;
             c->data[c->len++] = '\n';
@@ -135,10 +136,10 @@ static double mono_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-int sim_verify_run(const char *pg_uri, const sim_fleet_t *fleet, size_t ndevices, int64_t from_ts,
-                   int64_t to_ts, const sim_ack_log_t *const *acked,
-                   const sim_ack_log_t *const *unanswered, size_t nlogs, unsigned timeout_s,
-                   sim_verify_result_t *out)
+int sim_verify_run(const char *pg_uri, const sim_fleet_t *fleet, size_t ndevices,
+                   const uint8_t *exclude, int64_t from_ts, int64_t to_ts,
+                   const sim_ack_log_t *const *acked, const sim_ack_log_t *const *unanswered,
+                   size_t nlogs, unsigned timeout_s, sim_verify_result_t *out)
 {
     PGconn *conn = NULL;
     char sql[2048];
@@ -157,7 +158,7 @@ int sim_verify_run(const char *pg_uri, const sim_fleet_t *fleet, size_t ndevices
                          "CREATE TEMP TABLE sim_unanswered (sensor text, ts bigint, value "
                          "float8)") != 0)
         goto fail;
-    if (copy_sensors(conn, fleet, ndevices) != 0 ||
+    if (copy_sensors(conn, fleet, ndevices, exclude) != 0 ||
         copy_log(conn, "sim_acked", fleet, acked, nlogs) != 0 ||
         copy_log(conn, "sim_unanswered", fleet, unanswered, nlogs) != 0)
         goto fail;

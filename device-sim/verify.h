@@ -24,15 +24,15 @@
 
 /*
  * Runs the check on the database at pg_uri (an admin URI that reads every table) for the
- * first ndevices of fleet, over the readings with timestamps in [from_ts, to_ts] (the run's
- * window: readings of an earlier run of the same fleet outside it are not this run's). acked and
- * unanswered are arrays of nlogs logs each (one per worker). Waits at most timeout_s for the
- * writer. Fills *out; its state is SIM_VERIFY_PASSED, SIM_VERIFY_FAILED or SIM_VERIFY_ERROR
- * (logged). Returns 0 when the check could run, -1 otherwise.
+ * first ndevices of fleet but those with exclude[d] != 0 (exclude may be NULL), over the readings
+ * with timestamps in [from_ts, to_ts] (the run's window: readings of an earlier run of the same
+ * fleet outside it are not this run's). acked and unanswered are arrays of nlogs logs each (one per
+ * worker). Waits at most timeout_s for the writer. Fills *out; its state is SIM_VERIFY_PASSED,
+ * SIM_VERIFY_FAILED or SIM_VERIFY_ERROR (logged). Returns 0 when the check could run, -1 otherwise.
  */
-int sim_verify_run(const char *pg_uri, const sim_fleet_t *fleet, size_t ndevices, int64_t from_ts,
-                   int64_t to_ts, const sim_ack_log_t *const *acked,
-                   const sim_ack_log_t *const *unanswered, size_t nlogs, unsigned timeout_s,
-                   sim_verify_result_t *out);
+int sim_verify_run(const char *pg_uri, const sim_fleet_t *fleet, size_t ndevices,
+                   const uint8_t *exclude, int64_t from_ts, int64_t to_ts,
+                   const sim_ack_log_t *const *acked, const sim_ack_log_t *const *unanswered,
+                   size_t nlogs, unsigned timeout_s, sim_verify_result_t *out);
 
 #endif

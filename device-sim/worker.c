@@ -14,6 +14,7 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "device-sim/backoff.h"
+#include "device-sim/bad.h"
 #include "device-sim/batch.h"
 #include "device-sim/profile.h"
 
@@ -39,6 +40,10 @@
 #define SIM_LOG_REFUSALS 10
 /* Longest Retry-After honoured: a server asking for more is treated as asking for this. */
 #define SIM_RETRY_AFTER_MAX_S 3600
+/* Mixed-bad: what a malformed device sends (cut short: not JSON), and how far ahead the clock
+ * of a future-clock device runs (far beyond any max_future_skew_s). */
+static const char malformed_body[] = "{\"measurements\": [[1764115200, 12";
+#define SIM_BAD_CLOCK_AHEAD_S 86400
 /* The heartbeat every simulated meter sends. */
 static const char heartbeat_body[] = "{\"firmware_version\":\"sim-1.0\",\"remote_upgrade\":false}";
 
@@ -48,6 +53,11 @@ typedef struct sim_sensor {
     /* The pending batch was sent at least once without a definite answer (no response, a
      * timeout, a 5xx): it may be stored even if it is never acknowledged. */
     bool uncertain;
+    /* The pending batch met a retryable answer (429, 5xx, no answer): its first timestamp and
+     * size, to prove that the retry resends exactly that batch. */
+    bool resend;
+    int64_t resend_first_ts;
+    size_t resend_n;
 } sim_sensor_t;
 
 typedef enum sim_req_kind {
@@ -76,8 +86,15 @@ typedef struct sim_device {
     uint64_t sent_us;
     sim_backoff_t backoff;
     uint64_t retry_at_ms; /* no request before this (backoff) */
-    uint64_t next_k;      /* index of the next reading to generate */
-    uint64_t phase_ms;    /* timed mode: offset of this device's readings */
+    /* The last answer carried Retry-After: the next request must not leave before this. */
+    bool retry_after_set;
+    uint64_t retry_after_until_ms;
+    bool draining;      /* storm: its backlog is not yet delivered */
+    sim_bad_kind_t bad; /* mixed-bad: how this device misbehaves; SIM_BAD_NONE when good */
+    bool stopped;       /* revoked (403 device_revoked): a meter must never post again */
+    bool active;        /* ramp: switched on (always true in the other scenarios) */
+    uint64_t next_k;    /* index of the next reading to generate */
+    uint64_t phase_ms;  /* timed mode: offset of this device's readings */
     uint64_t next_post_ms, next_hb_ms;
     bool hb_due, round_active;
     size_t round_pos;
@@ -100,7 +117,9 @@ struct sim_worker {
     char *body; /* request body scratch, sized for a full batch */
     size_t body_len;
     unsigned refusals_logged;
-    int64_t max_ts; /* newest timestamp generated; INT64_MIN before the first */
+    unsigned unexpected_logged; /* mixed-bad: unexpected answers logged */
+    size_t activated;           /* ramp: the run's active count last acted upon */
+    int64_t max_ts;             /* newest timestamp generated; INT64_MIN before the first */
     int rc;
     pthread_mutex_t lock; /* guards stats */
     sim_stats_t stats;
@@ -142,13 +161,28 @@ static bool closed_loop(const sim_worker_t *w)
     return w->run->opts->post_every_s == 0;
 }
 
-/* When reading k falls due, in ms since the start. Closed loop: as soon as its timestamp is
- * not in the future; timed: on the device's own phase within each interval. */
+static bool storm(const sim_worker_t *w)
+{
+    return w->run->opts->scenario == SIM_SCENARIO_STORM;
+}
+
+/* Counts a completed request; before the whole fleet of a storm has recovered, also as one of
+ * the storm's. Under w->lock. */
+static void count_request(sim_worker_t *w)
+{
+    sim_stats_count_request(&w->stats, sim_mono_us() - w->run->t0_mono_us);
+    if (atomic_load(&w->run->storm_pending) > 0)
+        w->stats.storm_requests++;
+}
+
+/* When reading k falls due, in ms since the start. Closed loop and storm: as soon as its
+ * timestamp is not in the future (a storm's backlog is due at once); timed: on the device's
+ * own phase within each interval. */
 static uint64_t reading_due_ms(const sim_device_t *d, uint64_t k)
 {
     const sim_run_t *run = d->w->run;
     uint64_t interval_ms = (uint64_t)run->opts->interval_s * 1000u;
-    if (!closed_loop(d->w))
+    if (!closed_loop(d->w) && !storm(d->w))
         return d->phase_ms + k * interval_ms;
     double ts = (double)run->start_ts + (double)k * run->opts->interval_s;
     double ms = (ts - run->t0_wall) * 1000.0;
@@ -165,17 +199,19 @@ static size_t max_buffered(const sim_device_t *d)
 }
 
 /* Generates every reading due by now (closed loop: only until some sensor holds a full
- * batch, so that simulated time does not run ahead of what is posted). */
+ * batch, so that simulated time does not run ahead of what is posted; a storm's backlog is
+ * generated whole: the meters held it through the outage). */
 static void generate(sim_device_t *d, uint64_t now)
 {
     sim_worker_t *w = d->w;
     const sim_options_t *o = w->run->opts;
-    uint64_t generated = 0, overflow = 0;
+    uint64_t generated = 0, overflow = 0, backlog = 0;
 
     while (reading_due_ms(d, d->next_k) <= now) {
-        if (closed_loop(w) && max_buffered(d) >= o->batch)
+        if (closed_loop(w) && !storm(w) && max_buffered(d) >= o->batch)
             break;
         int64_t ts = w->run->start_ts + (int64_t)(d->next_k * o->interval_s);
+        bool in_backlog = storm(w) && ts <= w->run->storm_end_ts;
         if (ts > w->max_ts)
             w->max_ts = ts;
         for (size_t s = 0; s < d->nsensors; s++) {
@@ -183,6 +219,8 @@ static void generate(sim_device_t *d, uint64_t now)
             if (!sim_profile_next(&d->sensors[s].profile, ts, &v))
                 continue;
             generated++;
+            if (in_backlog)
+                backlog++;
             if (sim_buffer_push(&d->sensors[s].buf, ts, v) != 0)
                 overflow++;
         }
@@ -192,8 +230,48 @@ static void generate(sim_device_t *d, uint64_t now)
         pthread_mutex_lock(&w->lock);
         w->stats.readings_generated += generated;
         w->stats.readings_overflow += overflow;
+        w->stats.backlog_readings += backlog;
         pthread_mutex_unlock(&w->lock);
     }
+}
+
+/* Storm: once no sensor holds a reading of the backlog any more (each was acknowledged, or
+ * refused for good, or never kept for want of room), the device has recovered and goes on as
+ * in steady: a timed device posts again every --post-every from now. */
+static void check_drained(sim_device_t *d, uint64_t now)
+{
+    sim_worker_t *w = d->w;
+    if (!d->draining)
+        return;
+    for (size_t s = 0; s < d->nsensors; s++) {
+        const sim_buffer_t *b = &d->sensors[s].buf;
+        if (b->len > 0 && sim_buffer_at(b, 0)->ts <= w->run->storm_end_ts)
+            return;
+    }
+    d->draining = false;
+    if (!closed_loop(w))
+        d->next_post_ms = now + (uint64_t)w->run->opts->post_every_s * 1000u;
+    uint64_t at_us = sim_mono_us() - w->run->t0_mono_us;
+    pthread_mutex_lock(&w->lock);
+    w->stats.storm_recovered++;
+    if (at_us > w->stats.recovery_max_us)
+        w->stats.recovery_max_us = at_us;
+    pthread_mutex_unlock(&w->lock);
+    atomic_fetch_sub(&w->run->storm_pending, 1);
+}
+
+/* Called as a request leaves: whether it honours the last Retry-After. */
+static void note_retry_after(sim_device_t *d, uint64_t now)
+{
+    sim_worker_t *w = d->w;
+    if (!d->retry_after_set)
+        return;
+    d->retry_after_set = false;
+    pthread_mutex_lock(&w->lock);
+    w->stats.retry_after_waits++;
+    if (now < d->retry_after_until_ms)
+        w->stats.retry_after_early++;
+    pthread_mutex_unlock(&w->lock);
 }
 
 /* Takes the budget of one request; false when the run must stop. */
@@ -268,7 +346,12 @@ static int send_request(sim_device_t *d, sim_req_kind_t kind, size_t sensor, con
     struct evhttp_request *req = NULL;
 
     if (d->evcon == NULL) {
-        d->evcon = sim_conn_new(w->base, w->ssl_ctx, w->run, d->fd, &d->tls, o->timeout_s);
+        /* A wrong-CA device presents the throwaway CA's certificate for its own key. The copy
+         * only lives for the call: the SSL object takes its own references. */
+        sim_fleet_device_t id = *d->fd;
+        if (d->bad == SIM_BAD_WRONG_CA)
+            id.cert = w->run->bad->cert[d->index];
+        d->evcon = sim_conn_new(w->base, w->ssl_ctx, w->run, &id, &d->tls, o->timeout_s);
         if (d->evcon == NULL)
             goto fail;
         evhttp_connection_set_closecb(d->evcon, on_close, d);
@@ -317,9 +400,14 @@ static bool start_next(sim_device_t *d, uint64_t now)
     const sim_options_t *o = w->run->opts;
     char path[16 + MH_ID_LEN];
 
+    bool eager = closed_loop(w) || d->draining;
+
+    if (d->stopped)
+        return false;
     if (d->hb_due) {
         if (!take_request_budget(w))
             return false;
+        note_retry_after(d, now);
         snprintf(path, sizeof(path), "/device/%s", d->fd->id);
         if (send_request(d, SIM_REQ_HEARTBEAT, 0, path, heartbeat_body,
                          sizeof(heartbeat_body) - 1) != 0)
@@ -328,7 +416,7 @@ static bool start_next(sim_device_t *d, uint64_t now)
     }
     for (int pass = 0; pass < 2; pass++) {
         if (!d->round_active) {
-            if (closed_loop(w) && max_buffered(d) > 0) {
+            if (eager && max_buffered(d) > 0) {
                 d->round_active = true;
                 d->round_pos = 0;
             } else if (!closed_loop(w) && now >= d->next_post_ms) {
@@ -347,8 +435,9 @@ static bool start_next(sim_device_t *d, uint64_t now)
         if (d->round_pos < d->nsensors)
             break;
         d->round_active = false;
-        /* Closed loop: the round is over; the next one starts at once with fresh readings. */
-        if (closed_loop(w))
+        /* Closed loop (and a storm's drain): the round is over; the next one starts at once
+         * with fresh readings. */
+        if (eager)
             generate(d, now);
         else
             return false;
@@ -357,7 +446,20 @@ static bool start_next(sim_device_t *d, uint64_t now)
         return false;
     sim_sensor_t *s = &d->sensors[d->round_pos];
     size_t n = sim_buffer_take(&s->buf, o->batch);
-    int len = sim_batch_json(&s->buf, w->body, w->body_len);
+    const sim_fleet_device_t *owner = d->fd;
+    if (s->resend) {
+        s->resend = false;
+        if (n != s->resend_n || sim_buffer_at(&s->buf, 0)->ts != s->resend_first_ts) {
+            mh_log(MH_LOG_ERROR, "device %s: the retry of a batch is not the same batch",
+                   d->fd->id);
+            pthread_mutex_lock(&w->lock);
+            w->stats.retry_changed++;
+            pthread_mutex_unlock(&w->lock);
+        }
+    }
+    int len = d->bad == SIM_BAD_FUTURE
+                  ? sim_batch_json_shifted(&s->buf, SIM_BAD_CLOCK_AHEAD_S, w->body, w->body_len)
+                  : sim_batch_json(&s->buf, w->body, w->body_len);
     if (len < 0) {
         /* Not reachable with the profiles' finite values; never send a body we cannot vouch
          * for. */
@@ -367,13 +469,26 @@ static bool start_next(sim_device_t *d, uint64_t now)
     }
     if (!take_request_budget(w))
         return false;
-    snprintf(path, sizeof(path), "/sensor/%s", d->fd->sensor_ids[d->round_pos]);
+    if (d->bad == SIM_BAD_MALFORMED) {
+        len = (int)(sizeof(malformed_body) - 1);
+        memcpy(w->body, malformed_body, sizeof(malformed_body));
+    }
+    if (d->bad == SIM_BAD_OTHER_SENSOR) {
+        /* The same position among the victim's sensors, or its last one. */
+        owner = &w->run->fleet->devices[w->run->bad->victim[d->index]];
+        snprintf(
+            path, sizeof(path), "/sensor/%s",
+            owner->sensor_ids[d->round_pos < owner->nsensors ? d->round_pos : owner->nsensors - 1]);
+    } else {
+        snprintf(path, sizeof(path), "/sensor/%s", owner->sensor_ids[d->round_pos]);
+    }
+    note_retry_after(d, now);
     if (send_request(d, SIM_REQ_BATCH, d->round_pos, path, w->body, (size_t)len) != 0)
         goto failed;
     return true;
 failed:
     pthread_mutex_lock(&w->lock);
-    w->stats.requests++;
+    count_request(w);
     w->stats.by_status[0]++;
     w->stats.conn_errors++;
     pthread_mutex_unlock(&w->lock);
@@ -405,9 +520,12 @@ static void device_wake(evutil_socket_t fd, short what, void *arg)
 
     if (d->evcon_dead)
         drop_connection(d);
-    if (d->in_flight != SIM_REQ_NONE || w->stopping)
+    /* A stopped (revoked) device sleeps to the end: it neither posts nor needs waking; a
+     * device a ramp has not reached yet is woken by on_tick when it is. */
+    if (d->in_flight != SIM_REQ_NONE || w->stopping || d->stopped || !d->active)
         return;
     generate(d, now);
+    check_drained(d, now);
     if (now < d->retry_at_ms) {
         schedule(d, d->retry_at_ms);
         return;
@@ -455,7 +573,8 @@ static uint32_t retry_after(struct evhttp_request *req)
 static void log_refusal(sim_device_t *d, int status, const char *code)
 {
     sim_worker_t *w = d->w;
-    if (w->refusals_logged >= SIM_LOG_REFUSALS)
+    /* A bad device's refusals are what it asked for; judge() logs the unexpected ones. */
+    if (w->refusals_logged >= SIM_LOG_REFUSALS || d->bad != SIM_BAD_NONE)
         return;
     w->refusals_logged++;
     mh_log(MH_LOG_WARN, "device %s: %s refused with %d %s%s", d->fd->id,
@@ -467,10 +586,53 @@ static void log_refusal(sim_device_t *d, int status, const char *code)
 static void log_pending(sim_device_t *d, size_t s, sim_ack_log_t *log)
 {
     const sim_buffer_t *b = &d->sensors[s].buf;
+    /* A bad device's readings are never the proof of anything (--verify leaves its sensors
+     * out); should one be accepted, it is counted as an unexpected answer instead. */
+    if (d->bad != SIM_BAD_NONE)
+        return;
     for (size_t i = 0; i < b->pending; i++) {
         const sim_reading_t *r = sim_buffer_at(b, i);
         sim_ack_log_add(log, d->index, (uint32_t)s, r->ts, r->value);
     }
+}
+
+/* Mixed-bad: judges an answer (status 0: none) against what the device expects: the refusal
+ * of its kind, or for a good device 2xx (429 and 503 are backpressure, retried, for both). A
+ * revoked device that got its 403 stops for good, as protocol.md asks of a meter. */
+static void judge(sim_device_t *d, struct evhttp_request *req, int status)
+{
+    sim_worker_t *w = d->w;
+    char code[SIM_ERROR_CODE_MAX] = "";
+
+    if (w->run->bad == NULL)
+        return;
+    if (status == 429 || status == 503) {
+        pthread_mutex_lock(&w->lock);
+        w->stats.bad_requests[d->bad]++;
+        w->stats.bad_deferred[d->bad]++;
+        pthread_mutex_unlock(&w->lock);
+        return;
+    }
+    if (status > 0)
+        error_code(req, code, sizeof(code));
+    bool ok = sim_bad_kind_expected(d->bad, status, code);
+    pthread_mutex_lock(&w->lock);
+    w->stats.bad_requests[d->bad]++;
+    if (ok)
+        w->stats.bad_expected[d->bad]++;
+    else if (d->bad == SIM_BAD_NONE)
+        w->stats.good_failures++;
+    else
+        w->stats.bad_unexpected[d->bad]++;
+    pthread_mutex_unlock(&w->lock);
+    if (!ok && w->unexpected_logged < SIM_LOG_REFUSALS) {
+        w->unexpected_logged++;
+        mh_log(MH_LOG_WARN, "device %s (%s): answered %d %s, expected %s", d->fd->id,
+               sim_bad_kind_name(d->bad), status, status > 0 ? code : "(no answer)",
+               sim_bad_kind_expect(d->bad));
+    }
+    if (ok && d->bad == SIM_BAD_REVOKED)
+        d->stopped = true;
 }
 
 static void on_response(struct evhttp_request *req, void *arg)
@@ -491,9 +653,10 @@ static void on_response(struct evhttp_request *req, void *arg)
         return;
     d->in_flight = SIM_REQ_NONE;
     w->in_flight--;
+    judge(d, req, status <= 0 || status >= SIM_STATUS_MAX ? 0 : status);
 
     pthread_mutex_lock(&w->lock);
-    w->stats.requests++;
+    count_request(w);
     if (status <= 0 || status >= SIM_STATUS_MAX) {
         w->stats.by_status[0]++;
         w->stats.conn_errors++;
@@ -571,30 +734,64 @@ static void on_response(struct evhttp_request *req, void *arg)
     }
 done:
     if (retry) {
+        uint64_t now = now_ms(w);
         pthread_mutex_lock(&w->lock);
         w->stats.retries++;
         pthread_mutex_unlock(&w->lock);
-        d->retry_at_ms = now_ms(w) + sim_backoff_next(&d->backoff, ra);
+        d->retry_at_ms = now + sim_backoff_next(&d->backoff, ra);
+        d->retry_after_set = ra > 0;
+        d->retry_after_until_ms = now + (uint64_t)ra * 1000u;
+        if (s != NULL && s->buf.pending > 0) {
+            s->resend = true;
+            s->resend_n = s->buf.pending;
+            s->resend_first_ts = sim_buffer_at(&s->buf, 0)->ts;
+        }
     }
     /* The rest happens in device_wake, outside evhttp's callback. */
     schedule(d, 0);
 }
 
-/* Every SIM_TICK_MS: the deadline, the stop flag, and the end of the loop once every device
- * is idle (or after a bound, should a request never end). */
+/* Ramp: switches on the devices the run's active count now reaches. A timed device starts
+ * from its next reading, as a meter just switched on would, not with the readings due since
+ * the start of the run. */
+static void activate(sim_worker_t *w, uint64_t now)
+{
+    size_t active = atomic_load(&w->run->active);
+    uint64_t interval_ms = (uint64_t)w->run->opts->interval_s * 1000u;
+
+    if (w->run->rank == NULL || active == w->activated)
+        return;
+    w->activated = active;
+    for (size_t i = 0; i < w->ndevices; i++) {
+        sim_device_t *d = &w->devices[i];
+        if (d->active || w->run->rank[d->index] >= active)
+            continue;
+        d->active = true;
+        if (!closed_loop(w) && now > d->phase_ms)
+            d->next_k = (now - d->phase_ms + interval_ms - 1) / interval_ms;
+        schedule(d, 0);
+    }
+}
+
+/* Every SIM_TICK_MS: the deadline, the stop flag, the ramp's next step, and the end of the
+ * loop once every device is idle (or after a bound, should a request never end). */
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     sim_worker_t *w = arg;
     const sim_options_t *o = w->run->opts;
     uint64_t now = now_ms(w);
 
-    if (!w->stopping && (atomic_load(&w->run->stop) || (double)now >= o->duration_s * 1000.0)) {
+    /* duration_s 0: no deadline (a ramp bounded by its fleet). */
+    if (!w->stopping && (atomic_load(&w->run->stop) ||
+                         (o->duration_s > 0 && (double)now >= o->duration_s * 1000.0))) {
         atomic_store(&w->run->stop, true);
         w->stopping = true;
         w->stopping_since_ms = now;
     }
-    if (!w->stopping)
+    if (!w->stopping) {
+        activate(w, now);
         return;
+    }
     if (w->in_flight == 0 || now - w->stopping_since_ms > ((uint64_t)o->timeout_s + 2) * 1000u)
         event_base_loopbreak(w->base);
 }
@@ -643,6 +840,7 @@ sim_worker_t *sim_worker_new(sim_run_t *run, unsigned index, size_t first, size_
 
     w->run = run;
     w->index = index;
+    w->activated = atomic_load(&run->active);
     w->max_ts = INT64_MIN;
     pthread_mutex_init(&w->lock, NULL);
     sim_stats_init(&w->stats);
@@ -662,12 +860,18 @@ sim_worker_t *sim_worker_new(sim_run_t *run, unsigned index, size_t first, size_
         sim_device_t *d = &w->devices[i];
         d->w = w;
         d->tls.resume = o->conn_mode == SIM_CONN_RESUME;
+        d->draining = storm(w);
         d->index = (uint32_t)(first + i);
         d->fd = &run->fleet->devices[first + i];
+        d->bad = run->bad ? (sim_bad_kind_t)run->bad->kind[d->index] : SIM_BAD_NONE;
+        d->active = run->rank == NULL || run->rank[d->index] < atomic_load(&run->active);
         d->nsensors = d->fd->nsensors;
         d->sensors = mh_calloc(d->nsensors ? d->nsensors : 1, sizeof(*d->sensors));
         for (size_t s = 0; s < d->nsensors; s++) {
             sim_profile_init(&d->sensors[s].profile, o->seed, d->index, (unsigned)s);
+            if (run->counters != NULL)
+                sim_profile_continue(&d->sensors[s].profile,
+                                     run->counters[d->index * run->counters_stride + s]);
             sim_buffer_init(&d->sensors[s].buf, o->buffer);
         }
         d->timer = evtimer_new(w->base, device_wake, d);
@@ -684,6 +888,9 @@ sim_worker_t *sim_worker_new(sim_run_t *run, unsigned index, size_t first, size_
             d->next_post_ms = (uint64_t)(sim_rand_unit(&rng) * o->post_every_s * 1000.0);
         if (o->heartbeat_every_s > 0)
             d->next_hb_ms = (uint64_t)(sim_rand_unit(&rng) * o->heartbeat_every_s * 1000.0);
+        /* A bad device only sends what its kind gets refused: never a (valid) heartbeat. */
+        if (d->bad != SIM_BAD_NONE)
+            d->next_hb_ms = UINT64_MAX;
     }
     return w;
 fail:

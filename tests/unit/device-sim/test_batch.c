@@ -163,12 +163,87 @@ static void test_error_counts(void **state)
     free(b);
 }
 
+/* A clock off by a day: the same readings, every timestamp moved, the values unchanged. */
+static void test_json_shifted(void **state)
+{
+    sim_buffer_t b;
+    char out[256];
+    (void)state;
+    sim_buffer_init(&b, 8);
+    assert_int_equal(sim_buffer_push(&b, 1000, 1.5), 0);
+    assert_int_equal(sim_buffer_push(&b, 1060, 2.5), 0);
+    assert_int_equal(sim_buffer_take(&b, 8), 2);
+    assert_true(sim_batch_json_shifted(&b, 86400, out, sizeof(out)) > 0);
+    assert_string_equal(out, "{\"measurements\":[[87400,1.5],[87460,2.5]]}");
+    assert_true(sim_batch_json(&b, out, sizeof(out)) > 0);
+    assert_string_equal(out, "{\"measurements\":[[1000,1.5],[1060,2.5]]}");
+    sim_buffer_dispose(&b);
+}
+
+/* Storm figures merge as sums, except the recovery time (the fleet's is its slowest
+ * device's); requests land in their 100 ms slot, and late ones in the last. */
+static void test_storm_counts(void **state)
+{
+    sim_stats_t *a = malloc(sizeof(*a)), *b = malloc(sizeof(*b));
+    (void)state;
+    assert_non_null(a);
+    assert_non_null(b);
+    sim_stats_init(a);
+    sim_stats_init(b);
+    a->recovery_max_us = 3000000;
+    a->storm_recovered = 2;
+    b->recovery_max_us = 1000000;
+    b->storm_recovered = 3;
+    b->retry_after_waits = 4;
+    sim_stats_count_request(a, 50000);
+    sim_stats_count_request(b, 99999);
+    sim_stats_count_request(b, 100000);
+    sim_stats_count_request(b, (uint64_t)SIM_RATE_SLOTS * SIM_RATE_SLOT_MS * 1000u * 2);
+    sim_stats_merge(a, b);
+    assert_int_equal(a->recovery_max_us, 3000000);
+    assert_int_equal(a->storm_recovered, 5);
+    assert_int_equal(a->retry_after_waits, 4);
+    assert_int_equal(a->requests, 4);
+    assert_int_equal(a->per_slot[0], 2);
+    assert_int_equal(a->per_slot[1], 1);
+    assert_int_equal(a->per_slot[SIM_RATE_SLOTS - 1], 1);
+    free(a);
+    free(b);
+}
+
+/* What each bad kind expects, and a ramp step's bounds. */
+static void test_expectations(void **state)
+{
+    sim_ramp_step_t st = {.devices = 10, .requests = 1000, .errors = 10, .p99_ms = 50};
+    (void)state;
+    assert_true(sim_bad_kind_expected(SIM_BAD_WRONG_CA, 0, ""));
+    assert_false(sim_bad_kind_expected(SIM_BAD_WRONG_CA, 403, "unknown_device"));
+    assert_true(sim_bad_kind_expected(SIM_BAD_REVOKED, 403, "device_revoked"));
+    assert_false(sim_bad_kind_expected(SIM_BAD_REVOKED, 0, ""));
+    assert_true(sim_bad_kind_expected(SIM_BAD_OTHER_SENSOR, 403, "not_your_sensor"));
+    assert_false(sim_bad_kind_expected(SIM_BAD_OTHER_SENSOR, 200, ""));
+    assert_true(sim_bad_kind_expected(SIM_BAD_MALFORMED, 400, "malformed_json"));
+    assert_false(sim_bad_kind_expected(SIM_BAD_MALFORMED, 400, "invalid_body"));
+    assert_true(sim_bad_kind_expected(SIM_BAD_FUTURE, 400, "timestamp_in_future"));
+    assert_true(sim_bad_kind_expected(SIM_BAD_NONE, 200, ""));
+    assert_false(sim_bad_kind_expected(SIM_BAD_NONE, 409, "counter_decreased"));
+    assert_string_equal(sim_bad_kind_name(SIM_BAD_OTHER_SENSOR), "other-sensor");
+    /* Exactly 1% errors and p99 at the bound are still within bounds. */
+    assert_true(sim_ramp_step_ok(&st, 50));
+    st.errors = 11;
+    assert_false(sim_ramp_step_ok(&st, 50));
+    st.errors = 0;
+    st.p99_ms = 50.01;
+    assert_false(sim_ramp_step_ok(&st, 50));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batches_and_acks), cmocka_unit_test(test_bounded_and_wraps),
         cmocka_unit_test(test_json_round_trip),  cmocka_unit_test(test_json_refuses_non_finite),
-        cmocka_unit_test(test_error_counts),
+        cmocka_unit_test(test_error_counts),     cmocka_unit_test(test_json_shifted),
+        cmocka_unit_test(test_storm_counts),     cmocka_unit_test(test_expectations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

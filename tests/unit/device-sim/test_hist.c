@@ -186,6 +186,33 @@ static void test_merge(void **state)
     free(all);
 }
 
+/* A step's histogram: the later snapshot less the earlier holds exactly what came between. */
+static void test_sub(void **state)
+{
+    sim_hist_t *h = malloc(sizeof(*h)), *early = malloc(sizeof(*early)),
+               *late = malloc(sizeof(*late));
+    (void)state;
+    assert_non_null(h);
+    assert_non_null(early);
+    assert_non_null(late);
+    sim_hist_init(h);
+    sim_hist_init(late);
+    for (uint64_t v = 1; v <= 1000; v++)
+        sim_hist_record(h, v);
+    *early = *h;
+    for (uint64_t v = 100000; v < 100100; v++) {
+        sim_hist_record(h, v);
+        sim_hist_record(late, v);
+    }
+    sim_hist_sub(h, early);
+    assert_int_equal(h->total, 100);
+    assert_memory_equal(h->counts, late->counts, sizeof(h->counts));
+    assert_int_equal(sim_hist_quantile(h, 0.5), sim_hist_quantile(late, 0.5));
+    free(h);
+    free(early);
+    free(late);
+}
+
 static void test_huge_values_clamp(void **state)
 {
     sim_hist_t h;
@@ -217,13 +244,10 @@ static void test_huge_values_clamp(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_uniform),
-        cmocka_unit_test(test_skewed),
-        cmocka_unit_test(test_small_values_exact),
-        cmocka_unit_test(test_empty),
-        cmocka_unit_test(test_min_max_single),
-        cmocka_unit_test(test_merge),
-        cmocka_unit_test(test_huge_values_clamp),
+        cmocka_unit_test(test_uniform), cmocka_unit_test(test_sub),
+        cmocka_unit_test(test_skewed),  cmocka_unit_test(test_small_values_exact),
+        cmocka_unit_test(test_empty),   cmocka_unit_test(test_min_max_single),
+        cmocka_unit_test(test_merge),   cmocka_unit_test(test_huge_values_clamp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

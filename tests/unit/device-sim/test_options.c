@@ -40,6 +40,8 @@ static void test_defaults(void **state)
     assert_int_equal(o.backfill_days, 7);
     assert_int_equal(o.conn_mode, SIM_CONN_KEEPALIVE);
     assert_int_equal(o.scenario, SIM_SCENARIO_STEADY);
+    assert_int_equal(o.outage_s, 3600);
+    assert_true(o.bad_fraction == 0.1);
     assert_int_equal(o.threads, 0);
     assert_int_equal(o.devices, 0);
     assert_string_equal(o.account, "sim");
@@ -125,6 +127,59 @@ static void test_max_requests_alone_bounds(void **state)
     assert_int_equal(o.max_requests, 5);
 }
 
+static void test_storm(void **state)
+{
+    char *argv[] = {"sim", "--fleet",    "F",     "--target", "https://h", "--ca",
+                    "c",   "--scenario", "storm", "--outage", "600"};
+    sim_options_t o;
+    char err[256];
+    (void)state;
+    assert_int_equal(parse(ARGC(argv), argv, &o, err), SIM_PARSE_OK);
+    assert_int_equal(o.scenario, SIM_SCENARIO_STORM);
+    assert_int_equal(o.outage_s, 600);
+    assert_string_equal(sim_scenario_name(o.scenario), "storm");
+}
+
+static void test_mixed_bad(void **state)
+{
+    char *argv[] = {"sim",        "--fleet",   "F",    "--target", "https://h",      "--ca", "c",
+                    "--scenario", "mixed-bad", "--pg", "p",        "--bad-fraction", "0.25"};
+    sim_options_t o;
+    char err[256];
+    (void)state;
+    assert_int_equal(parse(ARGC(argv), argv, &o, err), SIM_PARSE_OK);
+    assert_int_equal(o.scenario, SIM_SCENARIO_MIXED_BAD);
+    assert_true(o.bad_fraction == 0.25);
+    assert_string_equal(sim_scenario_name(o.scenario), "mixed-bad");
+}
+
+static void test_ramp(void **state)
+{
+    char *argv[] = {"sim", "--fleet",      "F",    "--target",      "https://h", "--ca",
+                    "c",   "--scenario",   "ramp", "--ramp-start",  "5",         "--ramp-step",
+                    "3",   "--ramp-every", "0.5",  "--ramp-p99-ms", "20"};
+    char *plain[] = {"sim",  "--fleet", "F",          "--target", "https://h",
+                     "--ca", "c",       "--scenario", "ramp"};
+    sim_options_t o;
+    char err[256];
+    (void)state;
+    assert_int_equal(parse(ARGC(argv), argv, &o, err), SIM_PARSE_OK);
+    assert_int_equal(o.scenario, SIM_SCENARIO_RAMP);
+    assert_int_equal(o.ramp_start, 5);
+    assert_int_equal(o.ramp_step, 3);
+    assert_true(o.ramp_every_s == 0.5);
+    assert_true(o.ramp_p99_ms == 20);
+    assert_string_equal(sim_scenario_name(o.scenario), "ramp");
+    /* Defaults: 10% of the devices (0 here), a step every 2 s, p99 50 ms; and no default
+     * duration: the fleet bounds a ramp. */
+    assert_int_equal(parse(ARGC(plain), plain, &o, err), SIM_PARSE_OK);
+    assert_int_equal(o.ramp_start, 0);
+    assert_int_equal(o.ramp_step, 0);
+    assert_true(o.ramp_every_s == 2);
+    assert_true(o.ramp_p99_ms == 50);
+    assert_true(o.duration_s == 0);
+}
+
 static void test_help(void **state)
 {
     char *argv[] = {"sim", "--help"};
@@ -132,7 +187,10 @@ static void test_help(void **state)
     char err[256];
     (void)state;
     assert_int_equal(parse(ARGC(argv), argv, &o, err), SIM_PARSE_HELP);
-    assert_non_null(strstr(sim_options_usage(), "not\n                           implemented yet"));
+    assert_non_null(strstr(sim_options_usage(), "storm, mixed-bad or ramp"));
+    assert_non_null(strstr(sim_options_usage(), "--outage S"));
+    assert_non_null(strstr(sim_options_usage(), "--bad-fraction F"));
+    assert_non_null(strstr(sim_options_usage(), "--ramp-p99-ms MS"));
 }
 
 /* Each line: arguments after the common ones, then a fragment of the expected message. */
@@ -149,9 +207,53 @@ static void test_errors(void **state)
 {
     (void)state;
     {
+        char *a[] = {"sim", "--fleet",      "F", "--target", "https://h", "--ca",
+                     "c",   "--ramp-start", "0"};
+        expect_error("--ramp-start", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim",  "--fleet", "F",           "--target", "https://h",
+                     "--ca", "c",       "--ramp-step", "x"};
+        expect_error("--ramp-step", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim", "--fleet",      "F", "--target", "https://h", "--ca",
+                     "c",   "--ramp-every", "0"};
+        expect_error("--ramp-every", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim", "--fleet",       "F", "--target", "https://h", "--ca",
+                     "c",   "--ramp-p99-ms", "-5"};
+        expect_error("--ramp-p99-ms", ARGC(a), a);
+    }
+    {
         char *a[] = {"sim",  "--fleet", "F",          "--target", "https://h",
-                     "--ca", "c",       "--scenario", "storm"};
-        expect_error("not implemented yet", ARGC(a), a);
+                     "--ca", "c",       "--scenario", "mixed-bad"};
+        expect_error("--scenario mixed-bad needs --pg", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim", "--fleet", "F", "--target", "https://h", "--ca", "c", "--outage", "0"};
+        expect_error("--outage", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim",  "--fleet", "F",        "--target", "https://h",
+                     "--ca", "c",       "--outage", "31536001"};
+        expect_error("--outage", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim", "--fleet",        "F",  "--target", "https://h", "--ca",
+                     "c",   "--bad-fraction", "1.5"};
+        expect_error("--bad-fraction", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim", "--fleet",        "F",  "--target", "https://h", "--ca",
+                     "c",   "--bad-fraction", "nan"};
+        expect_error("--bad-fraction", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim", "--fleet",        "F",   "--target", "https://h", "--ca",
+                     "c",   "--bad-fraction", "-0.1"};
+        expect_error("--bad-fraction", ARGC(a), a);
     }
     {
         char *a[] = {"sim",  "--fleet", "F",          "--target", "https://h",
@@ -234,6 +336,9 @@ int main(void)
         cmocka_unit_test_setup(test_environment, clear_env),
         cmocka_unit_test_setup(test_everything, clear_env),
         cmocka_unit_test_setup(test_max_requests_alone_bounds, clear_env),
+        cmocka_unit_test_setup(test_storm, clear_env),
+        cmocka_unit_test_setup(test_mixed_bad, clear_env),
+        cmocka_unit_test_setup(test_ramp, clear_env),
         cmocka_unit_test_setup(test_help, clear_env),
         cmocka_unit_test_setup(test_errors, clear_env),
     };

@@ -302,6 +302,37 @@ static void test_daily_shape(void **state)
     assert_true(w_peaks > 5 * w_night);
 }
 
+/* A counter continues from the value the service stored in an earlier run, never below. */
+static void test_continue(void **state)
+{
+    sim_profile_t p;
+    double v = 0, first = 0;
+    int64_t t = 1800000000;
+    sim_profile_init(&p, 7, 3, 0);
+    while (!sim_profile_next(&p, t, &first))
+        t++;
+    sim_profile_init(&p, 7, 3, 0);
+    sim_profile_continue(&p, first + 12345);
+    t = 1800000000;
+    while (!sim_profile_next(&p, t, &v))
+        t++;
+    assert_true(v >= first + 12345);
+    double before = v;
+    sim_profile_continue(&p, 1.0); /* lower: no effect */
+    while (!sim_profile_next(&p, ++t, &v))
+        ;
+    assert_true(v >= before);
+
+    sim_profile_t g;
+    double w1 = 0, w2 = 0;
+    sim_profile_init(&g, 7, 3, 3);
+    sim_profile_next(&g, 1800000000, &w1);
+    sim_profile_init(&g, 7, 3, 3);
+    sim_profile_continue(&g, 1e9); /* gauges are not counters */
+    sim_profile_next(&g, 1800000000, &w2);
+    assert_true(w1 == w2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -313,6 +344,7 @@ int main(void)
         cmocka_unit_test(test_gaps_and_jumps),
         cmocka_unit_test(test_plausible_totals),
         cmocka_unit_test(test_daily_shape),
+        cmocka_unit_test(test_continue),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
