@@ -21,6 +21,18 @@
 #define WR_STMT_NAME "wr_write"
 #define WR_NPARAMS 7
 
+/* How a bucket of new rows merges into a stored rollup bucket: hourly and daily alike. */
+#define ROLLUP_MERGE                                                                               \
+    " ON CONFLICT (sensor, bucket) DO UPDATE SET"                                                  \
+    " n = o.n + excluded.n, sum = o.sum + excluded.sum,"                                           \
+    " min = least(o.min, excluded.min), max = greatest(o.max, excluded.max),"                      \
+    " first_ts = least(o.first_ts, excluded.first_ts),"                                            \
+    " first_value = CASE WHEN excluded.first_ts < o.first_ts"                                      \
+    " THEN excluded.first_value ELSE o.first_value END,"                                           \
+    " last_ts = greatest(o.last_ts, excluded.last_ts),"                                            \
+    " last_value = CASE WHEN excluded.last_ts > o.last_ts"                                         \
+    " THEN excluded.last_value ELSE o.last_value END"
+
 /*
  * One statement for the whole batch. The rollups are computed from the
  * RETURNING rows of the insert, so a reading that was already stored (a replayed entry) never
@@ -46,34 +58,14 @@ static const char write_sql[] =
     "), hourly AS ("
     " INSERT INTO readings_hourly AS o"
     " (sensor, bucket, n, sum, min, max, first_ts, first_value, last_ts, last_value)"
-    " SELECT * FROM h ORDER BY sensor, bucket"
-    " ON CONFLICT (sensor, bucket) DO UPDATE SET"
-    " n = o.n + excluded.n, sum = o.sum + excluded.sum,"
-    " min = least(o.min, excluded.min), max = greatest(o.max, excluded.max),"
-    " first_ts = least(o.first_ts, excluded.first_ts),"
-    " first_value = CASE WHEN excluded.first_ts < o.first_ts"
-    " THEN excluded.first_value ELSE o.first_value END,"
-    " last_ts = greatest(o.last_ts, excluded.last_ts),"
-    " last_value = CASE WHEN excluded.last_ts > o.last_ts"
-    " THEN excluded.last_value ELSE o.last_value END"
-    "), daily AS ("
+    " SELECT * FROM h ORDER BY sensor, bucket" ROLLUP_MERGE "), daily AS ("
     " INSERT INTO readings_daily AS o"
     " (sensor, bucket, n, sum, min, max, first_ts, first_value, last_ts, last_value)"
     " SELECT sensor, date_trunc('day', bucket, 'UTC'), sum(n)::integer, sum(sum),"
     " min(min), max(max),"
     " min(first_ts), (array_agg(first_value ORDER BY first_ts))[1],"
     " max(last_ts), (array_agg(last_value ORDER BY last_ts DESC))[1]"
-    " FROM h GROUP BY 1, 2 ORDER BY 1, 2"
-    " ON CONFLICT (sensor, bucket) DO UPDATE SET"
-    " n = o.n + excluded.n, sum = o.sum + excluded.sum,"
-    " min = least(o.min, excluded.min), max = greatest(o.max, excluded.max),"
-    " first_ts = least(o.first_ts, excluded.first_ts),"
-    " first_value = CASE WHEN excluded.first_ts < o.first_ts"
-    " THEN excluded.first_value ELSE o.first_value END,"
-    " last_ts = greatest(o.last_ts, excluded.last_ts),"
-    " last_value = CASE WHEN excluded.last_ts > o.last_ts"
-    " THEN excluded.last_value ELSE o.last_value END"
-    "), hb AS ("
+    " FROM h GROUP BY 1, 2 ORDER BY 1, 2" ROLLUP_MERGE "), hb AS ("
     " UPDATE devices AS d SET last_seen = to_timestamp(b.t),"
     " firmware_version = nullif(b.fw, ''),"
     " remote_upgrade = b.ru"
