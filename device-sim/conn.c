@@ -2,6 +2,7 @@
  * connection. */
 #include "device-sim/sim_internal.h"
 
+#include "common/evloop.h"
 #include "common/log.h"
 
 #include <event2/bufferevent.h>
@@ -146,6 +147,10 @@ struct evhttp_connection *sim_conn_new(struct event_base *base, SSL_CTX *ctx, co
         goto fail;
     }
     bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    if (mh_bev_coalesce_output(bev) != 0) {
+        mh_log(MH_LOG_ERROR, "device %s: evbuffer_add_cb failed", dev->id);
+        goto fail;
+    }
     evcon = evhttp_connection_base_bufferevent_new(base, NULL, bev, run->host, run->port);
     if (evcon == NULL) {
         mh_log(MH_LOG_ERROR, "device %s: evhttp_connection_base_bufferevent_new failed", dev->id);

@@ -12,6 +12,7 @@
 #include "device-sim/sim_internal.h"
 
 #include "common/alloc.h"
+#include "common/evloop.h"
 #include "common/log.h"
 #include "device-sim/backoff.h"
 #include "device-sim/bad.h"
@@ -844,7 +845,7 @@ sim_worker_t *sim_worker_new(sim_run_t *run, unsigned index, size_t first, size_
     w->max_ts = INT64_MIN;
     pthread_mutex_init(&w->lock, NULL);
     sim_stats_init(&w->stats);
-    w->base = event_base_new();
+    w->base = mh_event_base_new();
     if (w->base == NULL) {
         mh_log(MH_LOG_ERROR, "worker %u: event_base_new failed", index);
         goto fail;

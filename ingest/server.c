@@ -6,6 +6,7 @@
 #include "ingest_internal.h"
 
 #include "common/alloc.h"
+#include "common/evloop.h"
 #include "common/log.h"
 #include "common/tls.h"
 
@@ -149,6 +150,10 @@ static struct bufferevent *bev_cb(struct event_base *base, void *arg)
         return NULL;
     }
     bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    if (mh_bev_coalesce_output(bev) != 0) {
+        bufferevent_free(bev);
+        return NULL;
+    }
     c->bev = bev;
     return bev;
 }
@@ -280,7 +285,7 @@ static int worker_init(ing_worker_t *w, ing_server_t *srv, int index)
     w->srv = srv;
     w->conns.next = w->conns.prev = &w->conns;
     w->parked.next = w->parked.prev = &w->parked;
-    w->base = event_base_new();
+    w->base = mh_event_base_new();
     if (w->base == NULL)
         goto fail;
     w->http = evhttp_new(w->base);

@@ -27,8 +27,10 @@ typedef struct pg_conf {
 
 /* Alphabetical, like every key table. */
 static const mh_cfg_key_t writer_keys[] = {
-    {"batch_size", MH_CFG_INT, offsetof(wr_conf_t, batch_size), "200", 1, 10000,
+    {"batch_size", MH_CFG_INT, offsetof(wr_conf_t, batch_size), "1000", 1, 10000,
      "stream entries per read"},
+    {"batch_wait_ms", MH_CFG_INT, offsetof(wr_conf_t, batch_wait_ms), "100", 0, 10000,
+     "after a read that was not full, wait this long before the next (0: read at once)"},
     {"block_ms", MH_CFG_INT, offsetof(wr_conf_t, block_ms), "1000", 1, 30000,
      "how long a read waits for new entries"},
     {"claim_idle_ms", MH_CFG_INT, offsetof(wr_conf_t, claim_idle_ms), "30000", 100, 86400000,

@@ -19,6 +19,7 @@
 #define WR_OID_FLOAT8_ARRAY 1022
 
 #define WR_STMT_NAME "wr_write"
+#define WR_STMT_FRESH_NAME "wr_write_fresh"
 #define WR_NPARAMS 7
 
 /* How a bucket of new rows merges into a stored rollup bucket: hourly and daily alike. */
@@ -33,48 +34,70 @@
     " last_value = CASE WHEN excluded.last_ts > o.last_ts"                                         \
     " THEN excluded.last_value ELSE o.last_value END"
 
+#define UNNEST_READINGS " unnest($1::bigint[], $2::bigint[], $3::float8[]) AS u (s, t, v)"
+
 /*
- * One statement for the whole batch. The rollups are computed from the
- * RETURNING rows of the insert, so a reading that was already stored (a replayed entry) never
- * counts twice. Daily rollups are folded from the hourly partials of this batch rather than
+ * The rest of a write statement, once a CTE "new" (sensor, ts, value) holds the rows that
+ * were inserted. Daily rollups are folded from the hourly partials of this batch rather than
  * from the raw rows again. Rollup rows are upserted in (sensor, bucket) order so that two
  * writers touching the same rows (a peer that claimed entries) lock them in the same order.
  * In ON CONFLICT ... DO UPDATE every right-hand side sees the old row (o), so first_* and
  * last_* are merged against the values before the update.
  */
+#define WRITE_ROLLUPS_AND_HEARTBEATS                                                               \
+    " h AS ("                                                                                      \
+    " SELECT sensor, date_trunc('hour', ts, 'UTC') AS bucket, count(*)::integer AS n,"             \
+    " sum(value) AS sum, min(value) AS min, max(value) AS max,"                                    \
+    " min(ts) AS first_ts, (array_agg(value ORDER BY ts))[1] AS first_value,"                      \
+    " max(ts) AS last_ts, (array_agg(value ORDER BY ts DESC))[1] AS last_value"                    \
+    " FROM new GROUP BY 1, 2"                                                                      \
+    "), hourly AS ("                                                                               \
+    " INSERT INTO readings_hourly AS o"                                                            \
+    " (sensor, bucket, n, sum, min, max, first_ts, first_value, last_ts, last_value)"              \
+    " SELECT * FROM h ORDER BY sensor, bucket" ROLLUP_MERGE "), daily AS ("                        \
+    " INSERT INTO readings_daily AS o"                                                             \
+    " (sensor, bucket, n, sum, min, max, first_ts, first_value, last_ts, last_value)"              \
+    " SELECT sensor, date_trunc('day', bucket, 'UTC'), sum(n)::integer, sum(sum),"                 \
+    " min(min), max(max),"                                                                         \
+    " min(first_ts), (array_agg(first_value ORDER BY first_ts))[1],"                               \
+    " max(last_ts), (array_agg(last_value ORDER BY last_ts DESC))[1]"                              \
+    " FROM h GROUP BY 1, 2 ORDER BY 1, 2" ROLLUP_MERGE "), hb AS ("                                \
+    " UPDATE devices AS d SET last_seen = to_timestamp(b.t),"                                      \
+    " firmware_version = nullif(b.fw, ''),"                                                        \
+    " remote_upgrade = b.ru"                                                                       \
+    " FROM (SELECT DISTINCT ON (did) did, t, fw, ru"                                               \
+    " FROM unnest($4::bigint[], $5::bigint[], $6::text[], $7::boolean[]) AS x (did, t, fw, ru)"    \
+    " ORDER BY did, t DESC) AS b"                                                                  \
+    " WHERE d.did = b.did AND (d.last_seen IS NULL OR d.last_seen <= to_timestamp(b.t))"           \
+    " RETURNING 1"                                                                                 \
+    ") SELECT (SELECT count(*) FROM new), (SELECT count(*) FROM hb)"
+
+/*
+ * Two forms of one statement for the whole batch.
+ *
+ * The replay-safe form inserts with ON CONFLICT DO NOTHING and builds the rollups from the
+ * RETURNING rows, so a reading that was already stored (a replayed entry) never counts twice.
+ *
+ * The fresh form is a plain INSERT, with the rollups built from the batch itself. It is for
+ * the usual case, a batch none of whose readings is stored yet: ON CONFLICT's speculative
+ * insertion and RETURNING cost a third of the statement (measured: 270 ms against 195 ms for
+ * 60,000 rows). If any reading is already stored the statement fails whole on the primary key
+ * (23505), nothing of it stays, and the batch is written again in the replay-safe form; a
+ * batch that repeats a reading within itself goes to the replay-safe form at once.
+ */
 static const char write_sql[] =
+    "WITH new AS ("
+    " INSERT INTO readings (sensor, ts, value)"
+    " SELECT s, to_timestamp(t), v FROM" UNNEST_READINGS " ON CONFLICT DO NOTHING"
+    " RETURNING sensor, ts, value"
+    ")," WRITE_ROLLUPS_AND_HEARTBEATS;
+
+static const char write_fresh_sql[] =
     "WITH ins AS ("
     " INSERT INTO readings (sensor, ts, value)"
-    " SELECT s, to_timestamp(t), v FROM unnest($1::bigint[], $2::bigint[], $3::float8[])"
-    " AS u (s, t, v)"
-    " ON CONFLICT DO NOTHING"
-    " RETURNING sensor, ts, value"
-    "), h AS ("
-    " SELECT sensor, date_trunc('hour', ts, 'UTC') AS bucket, count(*)::integer AS n,"
-    " sum(value) AS sum, min(value) AS min, max(value) AS max,"
-    " min(ts) AS first_ts, (array_agg(value ORDER BY ts))[1] AS first_value,"
-    " max(ts) AS last_ts, (array_agg(value ORDER BY ts DESC))[1] AS last_value"
-    " FROM ins GROUP BY 1, 2"
-    "), hourly AS ("
-    " INSERT INTO readings_hourly AS o"
-    " (sensor, bucket, n, sum, min, max, first_ts, first_value, last_ts, last_value)"
-    " SELECT * FROM h ORDER BY sensor, bucket" ROLLUP_MERGE "), daily AS ("
-    " INSERT INTO readings_daily AS o"
-    " (sensor, bucket, n, sum, min, max, first_ts, first_value, last_ts, last_value)"
-    " SELECT sensor, date_trunc('day', bucket, 'UTC'), sum(n)::integer, sum(sum),"
-    " min(min), max(max),"
-    " min(first_ts), (array_agg(first_value ORDER BY first_ts))[1],"
-    " max(last_ts), (array_agg(last_value ORDER BY last_ts DESC))[1]"
-    " FROM h GROUP BY 1, 2 ORDER BY 1, 2" ROLLUP_MERGE "), hb AS ("
-    " UPDATE devices AS d SET last_seen = to_timestamp(b.t),"
-    " firmware_version = nullif(b.fw, ''),"
-    " remote_upgrade = b.ru"
-    " FROM (SELECT DISTINCT ON (did) did, t, fw, ru"
-    " FROM unnest($4::bigint[], $5::bigint[], $6::text[], $7::boolean[]) AS x (did, t, fw, ru)"
-    " ORDER BY did, t DESC) AS b"
-    " WHERE d.did = b.did AND (d.last_seen IS NULL OR d.last_seen <= to_timestamp(b.t))"
-    " RETURNING 1"
-    ") SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM hb)";
+    " SELECT s, to_timestamp(t), v FROM" UNNEST_READINGS "), new AS ("
+    " SELECT s AS sensor, to_timestamp(t) AS ts, v AS value FROM" UNNEST_READINGS
+    ")," WRITE_ROLLUPS_AND_HEARTBEATS;
 
 static const Oid write_param_types[WR_NPARAMS] = {
     WR_OID_INT8_ARRAY, WR_OID_INT8_ARRAY, WR_OID_FLOAT8_ARRAY, WR_OID_INT8_ARRAY,
@@ -355,6 +378,12 @@ int wr_store_connect(wr_store_t *s, char *err, size_t errlen)
         goto fail;
     }
     PQclear(res);
+    res = PQprepare(s->conn, WR_STMT_FRESH_NAME, write_fresh_sql, WR_NPARAMS, write_param_types);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        copy_line(err, errlen, PQerrorMessage(s->conn));
+        goto fail;
+    }
+    PQclear(res);
     return 0;
 fail:
     PQclear(res);
@@ -407,15 +436,63 @@ static void store_encode(wr_store_t *s, const wr_batch_t *b)
     }
 }
 
+/* True when two readings of the sorted batch share a sensor and a timestamp. */
+static bool repeats_a_reading(const wr_batch_t *b)
+{
+    for (size_t i = 1; i < b->nreadings; i++)
+        if (reading_cmp(&b->readings[i - 1], &b->readings[i]) == 0)
+            return true;
+    return false;
+}
+
 /*
- * The batch runs in an explicit transaction, BEGIN, the statement and COMMIT in three round
- * trips, rather than as one implicit transaction: COMMIT is only sent once the statement has
- * finished, so a writer killed while its statement waits (on a lock, say) leaves a backend
- * that rolls back when it finds the client gone, instead of committing a batch nobody will
- * acknowledge. (That would be harmless, since a replay stores nothing twice, but it is one
- * surprise less.) The two extra round trips were not measurable next to the statement (A/B
- * at 1,000-row batches, within the noise).
+ * One transaction: BEGIN, the statement stmt and COMMIT in three round trips, rather than one
+ * implicit transaction: COMMIT is only sent once the statement has finished, so a writer killed
+ * while its statement waits (on a lock, say) leaves a backend that rolls back when it finds the
+ * client gone, instead of committing a batch nobody will acknowledge. (That would be harmless,
+ * since a replay stores nothing twice, but it is one surprise less.) The two extra round trips
+ * were not measurable next to the statement (A/B at 1,000-row batches, within the noise).
+ * Returns NULL on success with *res set, or the failed result (owned by the caller), with the
+ * session rolled back to idle unless the connection is lost.
  */
+static PGresult *write_tx(wr_store_t *s, const char *stmt, const char *const *values,
+                          const int *lengths, const int *formats, wr_store_result_t *res)
+{
+    PGresult *r = PQexec(s->conn, "BEGIN");
+    uint64_t inserted, heartbeats;
+
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        goto fail;
+    PQclear(r);
+    r = PQexecPrepared(s->conn, stmt, WR_NPARAMS, values, lengths, formats, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 || PQnfields(r) != 2)
+        goto fail;
+    inserted = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    heartbeats = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
+    PQclear(r);
+    r = PQexec(s->conn, "COMMIT");
+    /* COMMIT of a transaction that failed answers ROLLBACK, with a success status. */
+    if (PQresultStatus(r) != PGRES_COMMAND_OK || strcmp(PQcmdStatus(r), "COMMIT") != 0)
+        goto fail;
+    PQclear(r);
+    *res = (wr_store_result_t){inserted, heartbeats};
+    return NULL;
+fail:
+    if (!mh_pg_conn_lost(s->conn) && PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
+        PGresult *rb = PQexec(s->conn, "ROLLBACK");
+        PQclear(rb);
+    }
+    if (r == NULL)
+        r = PQmakeEmptyPGresult(s->conn, PGRES_FATAL_ERROR);
+    return r;
+}
+
+static bool is_unique_violation(const PGresult *r)
+{
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    return state != NULL && strcmp(state, "23505") == 0;
+}
+
 wr_store_status_t wr_store_write(wr_store_t *s, wr_batch_t *b, wr_store_result_t *res, char *err,
                                  size_t errlen)
 {
@@ -424,7 +501,6 @@ wr_store_status_t wr_store_write(wr_store_t *s, wr_batch_t *b, wr_store_result_t
     int formats[WR_NPARAMS];
     PGresult *r = NULL;
     wr_store_status_t st = WR_STORE_OK;
-    uint64_t inserted, heartbeats;
 
     if (wr_batch_empty(b)) {
         *res = (wr_store_result_t){0, 0};
@@ -441,35 +517,26 @@ wr_store_status_t wr_store_write(wr_store_t *s, wr_batch_t *b, wr_store_result_t
         values[i] = pgarray_finish(&s->params[i], &lengths[i]);
         formats[i] = 1;
     }
-    r = PQexec(s->conn, "BEGIN");
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        goto fail;
-    PQclear(r);
-    r = PQexecPrepared(s->conn, WR_STMT_NAME, WR_NPARAMS, values, lengths, formats, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 || PQnfields(r) != 2)
-        goto fail;
-    inserted = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-    heartbeats = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
-    PQclear(r);
-    r = PQexec(s->conn, "COMMIT");
-    /* COMMIT of a transaction that failed answers ROLLBACK, with a success status. */
-    if (PQresultStatus(r) != PGRES_COMMAND_OK || strcmp(PQcmdStatus(r), "COMMIT") != 0)
-        goto fail;
-    *res = (wr_store_result_t){inserted, heartbeats};
-    goto done;
+    if (!repeats_a_reading(b)) {
+        r = write_tx(s, WR_STMT_FRESH_NAME, values, lengths, formats, res);
+        if (r == NULL)
+            goto done;
+        if (!is_unique_violation(r) || mh_pg_conn_lost(s->conn))
+            goto fail;
+        PQclear(r); /* some reading is stored already: a replay */
+    }
+    r = write_tx(s, WR_STMT_NAME, values, lengths, formats, res);
+    if (r == NULL)
+        goto done;
 fail:
     if (PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) != NULL)
         copy_line(err, errlen, PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY));
     else
         copy_line(err, errlen, PQerrorMessage(s->conn));
     st = store_classify(PQresultErrorField(r, PG_DIAG_SQLSTATE), mh_pg_conn_lost(s->conn));
-    /* Leave the session idle for the next batch; a lost connection is dropped below. */
-    if (st != WR_STORE_LOST && PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
-        PQclear(r);
-        r = PQexec(s->conn, "ROLLBACK");
-        if (PQresultStatus(r) != PGRES_COMMAND_OK)
-            st = WR_STORE_LOST;
-    }
+    /* A ROLLBACK that failed in write_tx leaves the session unusable. */
+    if (st != WR_STORE_LOST && PQtransactionStatus(s->conn) != PQTRANS_IDLE)
+        st = WR_STORE_LOST;
 done:
     PQclear(r);
     if (st == WR_STORE_LOST)

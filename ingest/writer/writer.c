@@ -791,6 +791,8 @@ static void *writer_main(void *arg)
         }
         wr_backoff_reset(&w->redis_backoff);
         outage_ok(w, &w->redis_outage, "redis");
+        size_t nread = w->entries.n;
+        int64_t read_ms = now_ms();
         if (w->entries.n > 0) {
             wr_metrics_add(&w->metrics.entries_read, w->entries.n);
             if (process_entries(w) != 0) {
@@ -802,6 +804,18 @@ static void *writer_main(void *arg)
             }
         }
         release_reply(w);
+        /*
+         * A transaction's cost is mostly fixed (commit, WAL flush, one rollup row per sensor
+         * and hour), so a shard that keeps up by writing every few entries at once spends most
+         * of PostgreSQL's time on overhead. Waiting after a short read lets the stream fill:
+         * under load the batches grow to batch_size, at the price of readings reaching
+         * PostgreSQL up to batch_wait_ms later. Devices are answered before this, at XADD.
+         */
+        if (nread > 0 && (long)nread < w->conf->batch_size && !w->reading_pending) {
+            int64_t wait = w->conf->batch_wait_ms - (now_ms() - read_ms);
+            if (wait > 0)
+                writer_sleep(w, (long)wait);
+        }
     }
     release_reply(w);
     redis_drop(w);

@@ -10,7 +10,9 @@
  *   - create the consumer group "writers" on <prefix>:{<shard>}:q (MKSTREAM; an existing group
  *     is fine);
  *   - re-read this consumer's own pending entries (after a start or a Redis reconnect), then
- *     new ones, at most batch_size entries, blocking up to block_ms;
+ *     new ones, at most batch_size entries, blocking up to block_ms; after a read that was not
+ *     full, wait batch_wait_ms before the next one, so that under load each transaction
+ *     carries many entries (see the comment at wr_writer's loop);
  *   - every few seconds XAUTOCLAIM entries idle longer than claim_idle_ms, left by dead
  *     consumers (a SIGKILLed writer, or a peer), and write them too;
  *   - decode each entry (field "e", a meterhub.QueueEntry); an entry that cannot be decoded
@@ -33,6 +35,7 @@
 /* [writer] section. Strings owned by the configuration (mh_config_dispose). */
 typedef struct wr_conf {
     long batch_size;    /* entries per read */
+    long batch_wait_ms; /* after a read of fewer than batch_size entries, wait this long */
     long block_ms;      /* XREADGROUP BLOCK */
     long claim_idle_ms; /* XAUTOCLAIM min-idle-time */
     char *consumer;     /* consumer name in the group; NULL or "": <hostname>-<pid> */

@@ -69,4 +69,17 @@ t_eq "no dead letters" 0 "$(for s in 0 1 2 3; do t_redis XLEN "$T_PREFIX:{$s}:de
 t_eq "ingest counted 360 accepted readings" 360 \
     "$(t_metric ingest meterhub_ingest_readings_accepted_total)"
 
+# A batch partly stored already (50 readings) and partly new (30), posted twice at once (so that the writer is
+# likely to read both copies together): the new part is stored once, the rollups follow it.
+overlap="$(json_series $((start + 50 * 1800)) 1800 80 "$(awk 'BEGIN { printf "%.17g", 1000.5 + 12.25 * 50 }')" 12.25)"
+code="$(t_curl "$dev" "/sensor/$counter" -H 'Content-Type: application/json' --data-binary "$overlap")"
+t_eq "a half-stored batch is accepted" 200 "$code"
+code="$(t_curl "$dev" "/sensor/$counter" -H 'Content-Type: application/json' --data-binary "$overlap")"
+t_eq "the half-stored batch again is accepted" 200 "$code"
+t_ok "the writer drains the overlap" t_wait_until 30 drained
+t_eq "130 counter readings: the 30 new ones stored once" 130 "$(stored_count "$counter")"
+t_eq "hourly rollups still match the raw rows" 0 "$(rollup_mismatches readings_hourly hour)"
+t_eq "daily rollups still match the raw rows" 0 "$(rollup_mismatches readings_daily day)"
+t_eq "still no dead letters" 0 "$(for s in 0 1 2 3; do t_redis XLEN "$T_PREFIX:{$s}:dead"; done | paste -sd+ | bc)"
+
 t_done
