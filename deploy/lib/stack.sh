@@ -406,6 +406,9 @@ stack_redis_config() {
         printf 'appendfsync %s\n' "$MH_REDIS_FSYNC"
         printf '# The AOF is the only persistence; no RDB snapshots.\n'
         printf 'save ""\n'
+        printf '# Counter state (<prefix>:{n}:last, a field per counter sensor) is read and written\n'
+        printf '# on every counter post: past 128 sensors a hash table beats a listpack scan.\n'
+        printf 'hash-max-ziplist-entries 128\n'
         printf 'aclfile %s/users.acl\n' "$STACK_REDISDIR"
     } | mh_write_if_changed "$STACK_REDISDIR/redis.conf" 0600
 }
