@@ -29,7 +29,7 @@ static const mh_cfg_key_t ingest_keys[] = {
     IKEY(max_future_skew_s, MH_CFG_INT, "300", 0, 86400,
          "newest accepted timestamp, seconds after now"),
     IKEY(max_inflight, MH_CFG_INT, "4096", 1, 1000000,
-         "Redis commands in flight per worker beyond which posts get 503"),
+         "requests waiting for Redis per worker beyond which posts get 503"),
     IKEY(max_readings, MH_CFG_INT, "1000", 1, 100000, "most readings in one batch"),
     IKEY(ops_addr, MH_CFG_STR, "127.0.0.1", 0, 0, "metrics/health address (loopback only)"),
     IKEY(ops_port, MH_CFG_INT, "9101", 1, 65535, "metrics/health port"),

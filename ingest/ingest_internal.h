@@ -124,14 +124,24 @@ typedef struct ing_parked {
     struct ing_parked *prev, *next;
 } ing_parked_t;
 
-/* Redis state of one worker: one async connection, pipelining every request's command. */
+/* Batches of one shard waiting for the end of the loop turn (redisq.c). */
+typedef struct ing_qgroup ing_qgroup_t;
+
+/* Most batches, and bytes of arguments, in one group: one script call and one stream entry. */
+#define ING_QGROUP_MAX_BATCHES 64
+#define ING_QGROUP_MAX_BYTES (256 * 1024)
+
+/* Redis state of one worker: one async connection, pipelining its commands. */
 typedef struct ing_redis {
     redisAsyncContext *ac; /* NULL while disconnected */
     atomic_bool ready;     /* connected, authenticated and script loaded */
     char sha[41];
-    long inflight;
+    long inflight; /* requests waiting for Redis, sent or not */
     int backoff_ms;
     struct event *reconnect_ev;
+    struct event *flush_ev; /* sends the pending groups at the end of a loop turn */
+    bool flush_scheduled;
+    ing_qgroup_t **pending; /* per shard: the group being collected, or NULL (owned) */
     bool down_logged;
 } ing_redis_t;
 
@@ -187,14 +197,31 @@ void ing_routes_unpark_all(ing_worker_t *w);
 int ing_metrics_status_index(int status);
 
 /* redisq.c: the worker's Redis connection. Worker thread only. */
-typedef void (*ing_redisq_cb)(ing_worker_t *w, void *arg, const redisReply *reply,
-                              const char *errstr);
+typedef enum ing_qstatus {
+    ING_Q_ACCEPTED,    /* queued: stored in Redis (and fsynced with appendfsync always) */
+    ING_Q_BACKLOG,     /* the shard's stream is full; nothing queued */
+    ING_Q_DECREASE,    /* a counter batch would go backwards; nothing queued */
+    ING_Q_UNAVAILABLE, /* Redis did not answer in time, or went away */
+    ING_Q_ERROR,       /* Redis refused the command */
+} ing_qstatus_t;
+
+typedef struct ing_qresult {
+    ing_qstatus_t status;
+    long long backlog;  /* stream length after the call; -1 when unknown */
+    const char *detail; /* DECREASE: the stored "ts value"; ERROR: Redis' message; borrowed for
+                           the callback only */
+} ing_qresult_t;
+
+typedef void (*ing_redisq_cb)(ing_worker_t *w, void *arg, const ing_qresult_t *res);
 int ing_redisq_start(ing_worker_t *w);
 void ing_redisq_stop(ing_worker_t *w);
 /*
- * Runs the accept script for one entry: backlog check, counter check, XADD. cb is called
- * exactly once: with the reply, or with reply NULL and errstr on timeout or disconnect.
- * Returns 0, or -1 (not ready / too many in flight) without calling cb.
+ * Queues one entry (a packed meterhub.QueueEntry, copied) for the accept script: with the
+ * shard's other batches of this loop turn, backlog check, counter check (counter_batch, for
+ * counter sensors only), XADD. cb is called exactly once: with the batch's verdict, or
+ * UNAVAILABLE on timeout or disconnect; usually later, but before this returns when the batch
+ * fills its group and the group cannot be sent. Returns 0, or -1 (not ready / too many in
+ * flight) without calling cb.
  */
 int ing_redisq_accept(ing_worker_t *w, long shard, uint64_t counter_sid, const uint8_t *entry,
                       size_t entry_len, const ing_batch_t *counter_batch, ing_redisq_cb cb,

@@ -1,8 +1,8 @@
 /*
- * The worker's Redis connection: hiredis async on the worker's event base. Every accepted
- * request is one EVALSHA of the accept script; hiredis pipelines them on the one connection,
- * which is what makes the queue cheap (see DESIGN.md). hiredis 0.14 has no command timeout,
- * so each command carries its own timer.
+ * The worker's Redis connection: hiredis async on the worker's event base. The batches a worker
+ * accepts in one event-loop turn are grouped by shard, and each group is one EVALSHA of the
+ * accept script and one stream entry; hiredis pipelines the commands on the one connection.
+ * hiredis 0.14 has no command timeout, so each command carries its own timer.
  */
 #include "ingest_internal.h"
 
@@ -10,57 +10,42 @@
 #include "common/log.h"
 
 #include <hiredis/adapters/libevent.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-/*
- * KEYS[1] stream, KEYS[2] counter state hash.
- * ARGV[1] max backlog, ARGV[2] entry, ARGV[3] sensor sid ("" for heartbeats and gauges),
- * ARGV[4] newest ts, ARGV[5] its value, ARGV[6..] ts/value pairs in time order (counters).
- * Refuses with MHBACKLOG when the stream is full and MHDECREASE when the first reading newer
- * than the stored one is smaller; otherwise records the newest counter reading and XADDs, all
- * atomically, so every worker and node sees one consistent counter state.
- */
-static const char accept_script[] =
-    "local len = redis.call('XLEN', KEYS[1])\n"
-    "if len >= tonumber(ARGV[1]) then\n"
-    "  return redis.error_reply('MHBACKLOG stream backlog is full')\n"
-    "end\n"
-    "if ARGV[3] ~= '' then\n"
-    "  local last = redis.call('HGET', KEYS[2], ARGV[3])\n"
-    "  local newest = tonumber(ARGV[4])\n"
-    "  if last then\n"
-    "    local sp = string.find(last, ' ', 1, true)\n"
-    "    local lts = tonumber(string.sub(last, 1, sp - 1))\n"
-    "    local lval = tonumber(string.sub(last, sp + 1))\n"
-    "    for i = 6, #ARGV, 2 do\n"
-    "      if tonumber(ARGV[i]) > lts then\n"
-    "        if tonumber(ARGV[i + 1]) < lval then\n"
-    "          return redis.error_reply('MHDECREASE ' .. ARGV[i] .. ' ' .. last)\n"
-    "        end\n"
-    "        break\n"
-    "      end\n"
-    "    end\n"
-    "    if newest > lts then\n"
-    "      redis.call('HSET', KEYS[2], ARGV[3], ARGV[4] .. ' ' .. ARGV[5])\n"
-    "    end\n"
-    "  else\n"
-    "    redis.call('HSET', KEYS[2], ARGV[3], ARGV[4] .. ' ' .. ARGV[5])\n"
-    "  end\n"
-    "end\n"
-    "local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[2])\n"
-    "return {id, len + 1}\n";
+/* accept_script[]: ingest/accept.lua, which documents its arguments and its answer. */
+#include "ingest/accept_script.h"
 
-typedef struct ing_rq {
-    ing_worker_t *w;
+/* Arguments before the batches: EVALSHA sha numkeys stream last backlog n. */
+#define GROUP_HEAD_ARGS 7
+
+/* A request waiting for its group's answer. */
+typedef struct ing_qwait {
     ing_redisq_cb cb;
     void *arg;
+} ing_qwait_t;
+
+/*
+ * The batches of one shard collected in one loop turn, and then the command carrying them.
+ * Arguments live in one arena (offsets, since it grows) until the command is sent.
+ */
+struct ing_qgroup {
+    ing_worker_t *w;
+    long shard;
+    size_t n;
+    ing_qwait_t *waits;
+    size_t waits_cap;
+    char *arena;
+    size_t arena_len, arena_cap;
+    size_t *off, *len;
+    size_t nargs, args_cap;
     struct event *timer;
     bool done;
     struct timespec start;
-} ing_rq_t;
+};
 
 static void schedule_reconnect(ing_worker_t *w);
 
@@ -72,35 +57,174 @@ static uint64_t usec_since(const struct timespec *t0)
            (uint64_t)((t1.tv_nsec - t0->tv_nsec) / 1000);
 }
 
-static void rq_finish(ing_rq_t *rq, const redisReply *reply, const char *errstr)
+static void group_free(ing_qgroup_t *g)
 {
-    if (rq->done)
+    if (g == NULL)
         return;
-    rq->done = true;
-    rq->cb(rq->w, rq->arg, reply, errstr);
+    if (g->timer != NULL)
+        event_free(g->timer);
+    free(g->waits);
+    free(g->arena);
+    free(g->off);
+    free(g->len);
+    free(g);
 }
 
-static void rq_timeout_cb(evutil_socket_t fd, short what, void *arg)
+static void group_add_arg(ing_qgroup_t *g, const char *s, size_t n)
 {
-    ing_rq_t *rq = arg;
-    atomic_fetch_add_explicit(&rq->w->metrics.redis_errors, 1, memory_order_relaxed);
-    rq_finish(rq, NULL, "redis timeout");
+    if (g->nargs == g->args_cap) {
+        g->args_cap = g->args_cap ? g->args_cap * 2 : 64;
+        g->off = mh_realloc(g->off, g->args_cap * sizeof(*g->off));
+        g->len = mh_realloc(g->len, g->args_cap * sizeof(*g->len));
+    }
+    if (g->arena_len + n > g->arena_cap) {
+        size_t cap = g->arena_cap ? g->arena_cap : 1024;
+        while (cap < g->arena_len + n)
+            cap *= 2;
+        g->arena = mh_realloc(g->arena, cap);
+        g->arena_cap = cap;
+    }
+    if (n > 0)
+        memcpy(g->arena + g->arena_len, s, n);
+    g->off[g->nargs] = g->arena_len;
+    g->len[g->nargs] = n;
+    g->nargs++;
+    g->arena_len += n;
 }
 
-static void rq_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
+static void group_add_fmt(ing_qgroup_t *g, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void group_add_fmt(ing_qgroup_t *g, const char *fmt, ...)
 {
-    ing_rq_t *rq = privdata;
-    ing_worker_t *w = rq->w;
+    char buf[48];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    group_add_arg(g, buf, n < 0 ? 0 : (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+}
+
+/* Answers every request of the group once; later calls do nothing. */
+static void group_finish(ing_qgroup_t *g, const redisReply *reply, ing_qstatus_t failed)
+{
+    ing_worker_t *w = g->w;
+    ing_qresult_t res = {.status = failed, .backlog = -1, .detail = NULL};
+    bool ok_shape = false;
+
+    if (g->done)
+        return;
+    g->done = true;
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        if (strncmp(reply->str, "MHBACKLOG", 9) == 0) {
+            res.status = ING_Q_BACKLOG;
+        } else {
+            res.status = ING_Q_ERROR;
+            res.detail = reply->str;
+            atomic_fetch_add_explicit(&w->metrics.redis_errors, 1, memory_order_relaxed);
+            mh_log(MH_LOG_ERROR, "worker %d: redis refused %zu entries: %s", w->index, g->n,
+                   reply->str);
+            if (strncmp(reply->str, "NOSCRIPT", 8) == 0 && w->redis.ac != NULL)
+                redisAsyncDisconnect(w->redis.ac); /* reconnect reloads the script */
+        }
+    } else if (reply != NULL) {
+        ok_shape = reply->type == REDIS_REPLY_ARRAY && reply->elements == g->n + 2 &&
+                   reply->element[1]->type == REDIS_REPLY_INTEGER;
+        for (size_t k = 0; ok_shape && k < g->n; k++)
+            ok_shape = reply->element[k + 2]->type == REDIS_REPLY_STRING;
+        if (!ok_shape) {
+            res.status = ING_Q_ERROR;
+            atomic_fetch_add_explicit(&w->metrics.redis_errors, 1, memory_order_relaxed);
+            mh_log(MH_LOG_ERROR, "worker %d: unexpected reply to the accept script", w->index);
+        } else {
+            res.backlog = reply->element[1]->integer;
+        }
+    }
+    for (size_t k = 0; k < g->n; k++) {
+        if (ok_shape) {
+            const redisReply *v = reply->element[k + 2];
+            res.status = v->len == 0 ? ING_Q_ACCEPTED : ING_Q_DECREASE;
+            res.detail = v->len > 0 ? v->str + 1 : NULL;
+        }
+        g->waits[k].cb(w, g->waits[k].arg, &res);
+    }
+}
+
+static void group_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    ing_qgroup_t *g = arg;
+    atomic_fetch_add_explicit(&g->w->metrics.redis_errors, 1, memory_order_relaxed);
+    group_finish(g, NULL, ING_Q_UNAVAILABLE);
+}
+
+static void group_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    ing_qgroup_t *g = privdata;
+    ing_worker_t *w = g->w;
     const redisReply *reply = r;
-    w->redis.inflight--;
-    if (!rq->done) {
-        ing_metrics_observe_redis(&w->metrics, usec_since(&rq->start));
+    w->redis.inflight -= (long)g->n;
+    if (!g->done) {
+        ing_metrics_observe_redis(&w->metrics, usec_since(&g->start));
         if (reply == NULL)
             atomic_fetch_add_explicit(&w->metrics.redis_errors, 1, memory_order_relaxed);
-        rq_finish(rq, reply, reply ? NULL : (ac->errstr[0] ? ac->errstr : "redis disconnected"));
+        group_finish(g, reply, ING_Q_UNAVAILABLE);
     }
-    event_free(rq->timer);
-    free(rq);
+    group_free(g);
+}
+
+/* Sends the shard's group, or answers it as unavailable. The group leaves w->redis.pending. */
+static void group_send(ing_worker_t *w, long shard)
+{
+    const ing_settings_t *cfg = w->srv->cfg;
+    ing_qgroup_t *g = w->redis.pending[shard];
+    char stream[MH_QUEUE_KEY_MAX], last[MH_QUEUE_KEY_MAX], backlog[24], n[24];
+    const char **argv = NULL;
+    size_t *argvlen = NULL;
+
+    if (g == NULL)
+        return;
+    w->redis.pending[shard] = NULL;
+    if (!w->redis.ready || w->redis.ac == NULL)
+        goto fail;
+    mh_queue_key(stream, cfg->redis.prefix, shard, MH_QKEY_STREAM);
+    mh_queue_key(last, cfg->redis.prefix, shard, MH_QKEY_LAST);
+    snprintf(backlog, sizeof(backlog), "%ld", cfg->ingest.max_backlog);
+    snprintf(n, sizeof(n), "%zu", g->n);
+    size_t argc = GROUP_HEAD_ARGS + g->nargs;
+    argv = mh_malloc(argc * sizeof(*argv));
+    argvlen = mh_malloc(argc * sizeof(*argvlen));
+    const char *head[GROUP_HEAD_ARGS] = {"EVALSHA", w->redis.sha, "2", stream, last, backlog, n};
+    for (size_t i = 0; i < GROUP_HEAD_ARGS; i++) {
+        argv[i] = head[i];
+        argvlen[i] = strlen(head[i]);
+    }
+    for (size_t i = 0; i < g->nargs; i++) {
+        argv[GROUP_HEAD_ARGS + i] = g->arena + g->off[i];
+        argvlen[GROUP_HEAD_ARGS + i] = g->len[i];
+    }
+    clock_gettime(CLOCK_MONOTONIC, &g->start);
+    g->timer = evtimer_new(w->base, group_timeout_cb, g);
+    struct timeval tv = {cfg->redis.timeout_ms / 1000, (cfg->redis.timeout_ms % 1000) * 1000};
+    if (g->timer == NULL || evtimer_add(g->timer, &tv) != 0)
+        goto fail;
+    if (redisAsyncCommandArgv(w->redis.ac, group_reply_cb, g, (int)argc, argv, argvlen) != REDIS_OK)
+        goto fail;
+    free(argv);
+    free(argvlen);
+    return;
+fail:
+    free(argv);
+    free(argvlen);
+    w->redis.inflight -= (long)g->n;
+    group_finish(g, NULL, ING_Q_UNAVAILABLE);
+    group_free(g);
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    ing_worker_t *w = arg;
+    w->redis.flush_scheduled = false;
+    for (long s = 0; s < w->srv->cfg->redis.shards; s++)
+        group_send(w, s);
 }
 
 static void auth_cb(redisAsyncContext *ac, void *r, void *privdata)
@@ -216,8 +340,10 @@ static void schedule_reconnect(ing_worker_t *w)
 
 int ing_redisq_start(ing_worker_t *w)
 {
+    w->redis.pending = mh_calloc((size_t)w->srv->cfg->redis.shards, sizeof(*w->redis.pending));
     w->redis.reconnect_ev = event_new(w->base, -1, 0, reconnect_cb, w);
-    if (w->redis.reconnect_ev == NULL)
+    w->redis.flush_ev = event_new(w->base, -1, 0, flush_cb, w);
+    if (w->redis.reconnect_ev == NULL || w->redis.flush_ev == NULL)
         return -1;
     redis_connect(w);
     return 0;
@@ -225,16 +351,25 @@ int ing_redisq_start(ing_worker_t *w)
 
 void ing_redisq_stop(ing_worker_t *w)
 {
+    /* Groups not sent yet are answered 503 (not ready below), then the ones sent: freeing the
+     * context runs their callbacks with a NULL reply. */
+    w->redis.ready = false;
+    if (w->redis.pending != NULL)
+        for (long s = 0; s < w->srv->cfg->redis.shards; s++)
+            group_send(w, s);
     if (w->redis.ac != NULL) {
         redisAsyncContext *ac = w->redis.ac;
         w->redis.ac = NULL;
-        /* Pending callbacks run now with a NULL reply and answer their requests with 503. */
         redisAsyncFree(ac);
     }
-    w->redis.ready = false;
     if (w->redis.reconnect_ev != NULL)
         event_free(w->redis.reconnect_ev);
     w->redis.reconnect_ev = NULL;
+    if (w->redis.flush_ev != NULL)
+        event_free(w->redis.flush_ev);
+    w->redis.flush_ev = NULL;
+    free(w->redis.pending);
+    w->redis.pending = NULL;
 }
 
 int ing_redisq_accept(ing_worker_t *w, long shard, uint64_t counter_sid, const uint8_t *entry,
@@ -242,81 +377,49 @@ int ing_redisq_accept(ing_worker_t *w, long shard, uint64_t counter_sid, const u
                       void *arg)
 {
     const ing_settings_t *cfg = w->srv->cfg;
-    char stream[MH_QUEUE_KEY_MAX], last[MH_QUEUE_KEY_MAX], backlog[24], sid[24];
-    char newest_ts[24] = "", newest_val[32] = "";
     size_t npairs = counter_batch ? counter_batch->n : 0;
-    size_t argc = 10 + 2 * npairs;
-    const char **argv = NULL;
-    size_t *argvlen = NULL;
-    char *numbuf = NULL;
-    ing_rq_t *rq = NULL;
 
-    if (!w->redis.ready || w->redis.ac == NULL || w->redis.inflight >= cfg->ingest.max_inflight)
+    if (!w->redis.ready || w->redis.ac == NULL || w->redis.inflight >= cfg->ingest.max_inflight ||
+        shard < 0 || shard >= cfg->redis.shards)
         return -1;
 
-    mh_queue_key(stream, cfg->redis.prefix, shard, MH_QKEY_STREAM);
-    mh_queue_key(last, cfg->redis.prefix, shard, MH_QKEY_LAST);
-    snprintf(backlog, sizeof(backlog), "%ld", cfg->ingest.max_backlog);
-    sid[0] = '\0';
-    if (counter_batch != NULL && npairs > 0) {
-        snprintf(sid, sizeof(sid), "%llu", (unsigned long long)counter_sid);
-        snprintf(newest_ts, sizeof(newest_ts), "%lld", (long long)counter_batch->ts[npairs - 1]);
-        snprintf(newest_val, sizeof(newest_val), "%.17g", counter_batch->value[npairs - 1]);
+    ing_qgroup_t *g = w->redis.pending[shard];
+    if (g == NULL) {
+        g = mh_calloc(1, sizeof(*g));
+        g->w = w;
+        g->shard = shard;
+        w->redis.pending[shard] = g;
     }
+    if (g->n == g->waits_cap) {
+        g->waits_cap = g->waits_cap ? g->waits_cap * 2 : 8;
+        g->waits = mh_realloc(g->waits, g->waits_cap * sizeof(*g->waits));
+    }
+    g->waits[g->n++] = (ing_qwait_t){cb, arg};
+    w->redis.inflight++;
 
-    argv = mh_malloc(argc * sizeof(*argv));
-    argvlen = mh_malloc(argc * sizeof(*argvlen));
-    size_t i = 0;
-#define ARG(s, l) (argv[i] = (s), argvlen[i] = (l), i++)
-    ARG("EVALSHA", 7);
-    ARG(w->redis.sha, 40);
-    ARG("2", 1);
-    ARG(stream, strlen(stream));
-    ARG(last, strlen(last));
-    ARG(backlog, strlen(backlog));
-    ARG((const char *)entry, entry_len);
-    ARG(sid, strlen(sid));
-    ARG(newest_ts, strlen(newest_ts));
-    /* newest value is ARGV[5]; pairs follow from ARGV[6]. */
+    group_add_arg(g, (const char *)entry, entry_len);
     if (npairs > 0) {
-        numbuf = mh_malloc(npairs * 56 + 32);
-        char *p = numbuf;
-        ARG(newest_val, strlen(newest_val));
+        group_add_fmt(g, "%llu", (unsigned long long)counter_sid);
+        group_add_fmt(g, "%lld", (long long)counter_batch->ts[npairs - 1]);
+        group_add_fmt(g, "%.17g", counter_batch->value[npairs - 1]);
+        group_add_fmt(g, "%zu", npairs);
         for (size_t k = 0; k < npairs; k++) {
-            int n = snprintf(p, 24, "%lld", (long long)counter_batch->ts[k]);
-            ARG(p, (size_t)n);
-            p += n + 1;
-            n = snprintf(p, 32, "%.17g", counter_batch->value[k]);
-            ARG(p, (size_t)n);
-            p += n + 1;
+            group_add_fmt(g, "%lld", (long long)counter_batch->ts[k]);
+            group_add_fmt(g, "%.17g", counter_batch->value[k]);
         }
     } else {
-        ARG("", 0);
+        for (int k = 0; k < 3; k++)
+            group_add_arg(g, "", 0);
+        group_add_arg(g, "0", 1);
     }
-#undef ARG
 
-    rq = mh_calloc(1, sizeof(*rq));
-    rq->w = w;
-    rq->cb = cb;
-    rq->arg = arg;
-    clock_gettime(CLOCK_MONOTONIC, &rq->start);
-    rq->timer = evtimer_new(w->base, rq_timeout_cb, rq);
-    struct timeval tv = {cfg->redis.timeout_ms / 1000, (cfg->redis.timeout_ms % 1000) * 1000};
-    if (rq->timer == NULL || evtimer_add(rq->timer, &tv) != 0)
-        goto fail;
-    if (redisAsyncCommandArgv(w->redis.ac, rq_reply_cb, rq, (int)i, argv, argvlen) != REDIS_OK)
-        goto fail;
-    w->redis.inflight++;
-    free(argv);
-    free(argvlen);
-    free(numbuf);
+    /* A full group leaves at once; otherwise at the end of this loop turn, after every other
+     * callback that is ready now (event_active appends to the active queue). */
+    if (g->n >= ING_QGROUP_MAX_BATCHES || g->arena_len >= ING_QGROUP_MAX_BYTES) {
+        group_send(w, shard);
+    } else if (!w->redis.flush_scheduled) {
+        w->redis.flush_scheduled = true;
+        event_active(w->redis.flush_ev, EV_TIMEOUT, 0);
+    }
     return 0;
-fail:
-    if (rq != NULL && rq->timer != NULL)
-        event_free(rq->timer);
-    free(rq);
-    free(argv);
-    free(argvlen);
-    free(numbuf);
-    return -1;
 }

@@ -276,40 +276,16 @@ static bool rate_limited(ing_worker_t *w, struct evhttp_request *req, const ing_
     return true;
 }
 
-static void accept_done(ing_worker_t *w, void *arg, const redisReply *reply, const char *errstr)
+static void accept_done(ing_worker_t *w, void *arg, const ing_qresult_t *res)
 {
     ing_pending_t *p = arg;
     struct evhttp_request *req = p->req;
+    char msg[200];
 
-    if (reply == NULL) {
-        send_error(w, req, 503, "queue_unavailable", NULL,
-                   "the queue did not answer in time; retry later", ING_RETRY_AFTER_UNAVAILABLE);
-    } else if (reply->type == REDIS_REPLY_ERROR) {
-        if (strncmp(reply->str, "MHBACKLOG", 9) == 0) {
-            atomic_store_explicit(&w->srv->backlog[p->shard], w->srv->cfg->ingest.max_backlog,
-                                  memory_order_relaxed);
-            send_error(w, req, 503, "backlog_full", NULL,
-                       "the service is behind on storing readings; retry later", 5);
-        } else if (strncmp(reply->str, "MHDECREASE", 10) == 0) {
-            char msg[200];
-            snprintf(msg, sizeof(msg),
-                     "counter would decrease: a stored reading (ts value) %s is larger than the "
-                     "first newer one in this batch",
-                     strchr(reply->str + 11, ' ') ? strchr(reply->str + 11, ' ') + 1 : "");
-            send_error(w, req, 409, "counter_decreased", "measurements", msg, 0);
-        } else {
-            atomic_fetch_add_explicit(&w->metrics.redis_errors, 1, memory_order_relaxed);
-            mh_log(MH_LOG_ERROR, "worker %d: redis refused an entry: %s", w->index, reply->str);
-            if (strncmp(reply->str, "NOSCRIPT", 8) == 0 && w->redis.ac != NULL)
-                redisAsyncDisconnect(w->redis.ac); /* reconnect reloads the script */
-            send_error(w, req, 503, "queue_error", NULL, "the queue refused the batch; retry",
-                       ING_RETRY_AFTER_UNAVAILABLE);
-        }
-    } else {
-        if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
-            reply->element[1]->type == REDIS_REPLY_INTEGER)
-            atomic_store_explicit(&w->srv->backlog[p->shard], reply->element[1]->integer,
-                                  memory_order_relaxed);
+    if (res->backlog >= 0)
+        atomic_store_explicit(&w->srv->backlog[p->shard], res->backlog, memory_order_relaxed);
+    switch (res->status) {
+    case ING_Q_ACCEPTED:
         if (p->heartbeat) {
             atomic_fetch_add_explicit(&w->metrics.heartbeats_accepted, 1, memory_order_relaxed);
             json_t *body = json_pack("{s:I, s:n}", "time", (json_int_t)time(NULL), "upgrade");
@@ -320,6 +296,29 @@ static void accept_done(ing_worker_t *w, void *arg, const redisReply *reply, con
                                       memory_order_relaxed);
             send_json(w, req, 200, json_pack("{s:I}", "accepted", (json_int_t)p->nreadings));
         }
+        break;
+    case ING_Q_BACKLOG:
+        atomic_store_explicit(&w->srv->backlog[p->shard], w->srv->cfg->ingest.max_backlog,
+                              memory_order_relaxed);
+        send_error(w, req, 503, "backlog_full", NULL,
+                   "the service is behind on storing readings; retry later", 5);
+        break;
+    case ING_Q_DECREASE:
+        snprintf(msg, sizeof(msg),
+                 "counter would decrease: a stored reading (ts value) %s is larger than the "
+                 "first newer one in this batch",
+                 res->detail ? res->detail : "");
+        send_error(w, req, 409, "counter_decreased", "measurements", msg, 0);
+        break;
+    case ING_Q_UNAVAILABLE:
+        send_error(w, req, 503, "queue_unavailable", NULL,
+                   "the queue did not answer in time; retry later", ING_RETRY_AFTER_UNAVAILABLE);
+        break;
+    case ING_Q_ERROR:
+    default:
+        send_error(w, req, 503, "queue_error", NULL, "the queue refused the batch; retry",
+                   ING_RETRY_AFTER_UNAVAILABLE);
+        break;
     }
     free(p);
 }

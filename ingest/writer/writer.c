@@ -104,6 +104,15 @@ void wr_entries_dispose(wr_entries_t *e)
     memset(e, 0, sizeof(*e));
 }
 
+size_t wr_entries_count_ids(const wr_entries_t *e)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < e->n; i++)
+        if (i == 0 || e->v[i].id != e->v[i - 1].id)
+            n++;
+    return n;
+}
+
 static wr_entry_t *entries_push(wr_entries_t *e)
 {
     if (e->n == e->cap) {
@@ -131,21 +140,29 @@ int wr_parse_entries(const redisReply *list, wr_entries_t *out)
         const redisReply *fields = item->element[1];
         if (fields->type != REDIS_REPLY_NIL && fields->type != REDIS_REPLY_ARRAY)
             return -1;
-        wr_entry_t *x = entries_push(out);
-        x->id = item->element[0]->str;
         if (fields->type == REDIS_REPLY_NIL) {
+            wr_entry_t *x = entries_push(out);
+            x->id = item->element[0]->str;
             x->deleted = true;
             continue;
         }
+        /* One wr_entry_t per field "e": ingest puts the batches one worker accepted in one
+         * loop turn into one stream entry. They share the id; each is stored, or
+         * dead-lettered, on its own. An entry without any "e" is one payload-less entry
+         * (dead-lettered as such). */
+        size_t before = out->n;
         for (size_t f = 0; f + 1 < fields->elements; f += 2) {
             const redisReply *k = fields->element[f], *v = fields->element[f + 1];
             if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING &&
                 k->len == strlen(MH_QUEUE_FIELD) && memcmp(k->str, MH_QUEUE_FIELD, k->len) == 0) {
+                wr_entry_t *x = entries_push(out);
+                x->id = item->element[0]->str;
                 x->payload = v->str;
                 x->payload_len = v->len;
-                break;
             }
         }
+        if (out->n == before)
+            entries_push(out)->id = item->element[0]->str;
     }
     return 0;
 }
@@ -594,13 +611,15 @@ static int send_acks(wr_writer_t *w)
         return -1;
     }
 
-    size_t n = w->entries.n;
-    reserve_argv(w, n + 3);
+    size_t n = 0;
+    reserve_argv(w, w->entries.n + 3);
     w->argv[0] = "XACK";
     w->argv[1] = w->stream_key;
     w->argv[2] = MH_QUEUE_GROUP;
-    for (size_t i = 0; i < n; i++)
-        w->argv[3 + i] = w->entries.v[i].id;
+    /* The payloads of one stream entry are adjacent and share its id: list it once. */
+    for (size_t i = 0; i < w->entries.n; i++)
+        if (i == 0 || w->entries.v[i].id != w->entries.v[i - 1].id)
+            w->argv[3 + n++] = w->entries.v[i].id;
     for (size_t i = 0; i < n + 3; i++)
         w->argvlen[i] = strlen(w->argv[i]);
     if (redisAppendCommandArgv(w->rc, (int)(n + 3), w->argv, w->argvlen) != REDIS_OK)
@@ -791,7 +810,7 @@ static void *writer_main(void *arg)
         }
         wr_backoff_reset(&w->redis_backoff);
         outage_ok(w, &w->redis_outage, "redis");
-        size_t nread = w->entries.n;
+        size_t nread = wr_entries_count_ids(&w->entries);
         int64_t read_ms = now_ms();
         if (w->entries.n > 0) {
             wr_metrics_add(&w->metrics.entries_read, w->entries.n);

@@ -60,12 +60,13 @@ void wr_metrics_observe_commit(wr_metrics_t *m, uint64_t usec);
 /* ---- stream entries ---- */
 
 /*
- * One entry of an XREADGROUP or XAUTOCLAIM reply. id and payload are borrowed from the reply,
- * which must outlive the entry. reason is owned (heap) and set once the entry is to be
- * dead-lettered.
+ * One queued batch of an XREADGROUP or XAUTOCLAIM reply: a field "e" of a stream entry, which
+ * may hold several (one wr_entry_t each, adjacent, sharing the id). id and payload are borrowed
+ * from the reply, which must outlive the entry. reason is owned (heap) and set once the entry
+ * is to be dead-lettered.
  */
 typedef struct wr_entry {
-    const char *id;
+    const char *id;      /* the stream entry's id, borrowed from the reply */
     const char *payload; /* field "e"; NULL when missing */
     size_t payload_len;
     bool deleted; /* no fields: deleted from the stream while pending; acknowledge only */
@@ -77,6 +78,9 @@ typedef struct wr_entries {
     wr_entry_t *v;
     size_t n, cap;
 } wr_entries_t;
+
+/* Stream entries in the list: the payloads of one stream entry are adjacent, sharing an id. */
+size_t wr_entries_count_ids(const wr_entries_t *e);
 
 void wr_entries_clear(wr_entries_t *e);
 void wr_entries_dispose(wr_entries_t *e);

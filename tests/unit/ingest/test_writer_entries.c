@@ -147,6 +147,36 @@ static void test_parse_read_reply(void **state)
     wr_entries_dispose(&e);
 }
 
+/* ingest queues the batches of one loop turn as one entry with a field "e" each. */
+static void test_parse_grouped_entry(void **state)
+{
+    wr_entries_t e = {0};
+    redisReply *r =
+        r_arr(1, r_arr(2, r_cstr("mh:{0}:q"),
+                       r_arr(3,
+                             r_arr(2, r_cstr("1-0"),
+                                   r_arr(6, r_cstr("e"), r_cstr("a"), r_cstr("e"), r_cstr("b"),
+                                         r_cstr("e"), r_cstr("c"))),
+                             r_entry("2-0", "d", 1),
+                             r_arr(2, r_cstr("3-0"),
+                                   r_arr(4, r_cstr("e"), r_cstr("f"), r_cstr("e"), r_cstr("g"))))));
+
+    assert_int_equal(wr_parse_read_reply(r, &e), 0);
+    assert_int_equal(e.n, 6);
+    const char *ids[] = {"1-0", "1-0", "1-0", "2-0", "3-0", "3-0"};
+    const char *payloads[] = {"a", "b", "c", "d", "f", "g"};
+    for (size_t i = 0; i < 6; i++) {
+        assert_string_equal(e.v[i].id, ids[i]);
+        assert_int_equal(e.v[i].payload_len, 1);
+        assert_memory_equal(e.v[i].payload, payloads[i], 1);
+    }
+    assert_int_equal(wr_entries_count_ids(&e), 3);
+    wr_entries_clear(&e);
+    assert_int_equal(wr_entries_count_ids(&e), 0);
+    wr_entries_dispose(&e);
+    freeReplyObject(r);
+}
+
 static void test_parse_malformed(void **state)
 {
     wr_entries_t e = {0};
@@ -432,10 +462,15 @@ static void test_metrics_render(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_read_reply),  cmocka_unit_test(test_parse_malformed),
-        cmocka_unit_test(test_parse_claim_reply), cmocka_unit_test(test_decode_batch_and_heartbeat),
-        cmocka_unit_test(test_decode_refusals),   cmocka_unit_test(test_fill_batch_groups),
-        cmocka_unit_test(test_backoff),           cmocka_unit_test(test_metrics_render),
+        cmocka_unit_test(test_parse_read_reply),
+        cmocka_unit_test(test_parse_grouped_entry),
+        cmocka_unit_test(test_parse_malformed),
+        cmocka_unit_test(test_parse_claim_reply),
+        cmocka_unit_test(test_decode_batch_and_heartbeat),
+        cmocka_unit_test(test_decode_refusals),
+        cmocka_unit_test(test_fill_batch_groups),
+        cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_metrics_render),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
