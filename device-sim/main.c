@@ -211,6 +211,7 @@ int main(int argc, char **argv)
     struct timeval tv;
     gettimeofday(&tv, NULL);
     run.t0_mono_us = sim_mono_us();
+    run.warmup_us = (uint64_t)(opts.warmup_s * 1e6);
     run.t0_wall = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
     run.start_ts = (int64_t)tv.tv_sec;
     if (opts.post_every_s == 0)
@@ -296,6 +297,7 @@ int main(int argc, char **argv)
     report.post_every_s = opts.post_every_s;
     report.interval_s = opts.interval_s;
     report.batch = opts.batch;
+    report.warmup_s = opts.warmup_s;
     report.verify.state = SIM_VERIFY_NOT_RUN;
     if (opts.verify) {
         const sim_ack_log_t **acked = mh_calloc(nworkers, sizeof(*acked));

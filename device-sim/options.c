@@ -65,6 +65,9 @@ static const char usage_text[] =
     "\n"
     "bounds and execution:\n"
     "  --duration S             seconds of load (fractions allowed)\n"
+    "  --warmup S               leave the latencies of the first S seconds out of the\n"
+    "                           histogram (first connections and handshakes); counted\n"
+    "                           otherwise as usual (default 0)\n"
     "  --max-requests N         stop after N requests\n"
     "  --timeout S              per request, connection included (default 10)\n"
     "  --threads N              event loops (default one per core)\n"
@@ -249,6 +252,7 @@ typedef enum opt_id {
     OPT_RAMP_EVERY,
     OPT_RAMP_P99,
     OPT_DURATION,
+    OPT_WARMUP,
     OPT_MAX_REQUESTS,
     OPT_CONNECTIONS,
     OPT_THREADS,
@@ -277,6 +281,7 @@ static const struct {
     {"--connections", OPT_CONNECTIONS},
     {"--devices", OPT_DEVICES},
     {"--duration", OPT_DURATION},
+    {"--warmup", OPT_WARMUP},
     {"--fleet", OPT_FLEET},
     {"--fleet-json", OPT_FLEET_JSON},
     {"--heartbeat-every", OPT_HEARTBEAT},
@@ -340,6 +345,8 @@ static int apply(sim_options_t *o, opt_id_t id, const char *name, const char *v,
         return parse_fraction(name, v, &o->bad_fraction, err, errlen);
     case OPT_DURATION:
         return parse_seconds(name, v, &o->duration_s, err, errlen);
+    case OPT_WARMUP:
+        return parse_seconds(name, v, &o->warmup_s, err, errlen);
     case OPT_MAX_REQUESTS:
         return parse_u64(name, v, 1, UINT64_MAX, &o->max_requests, err, errlen);
     case OPT_THREADS:
@@ -446,6 +453,10 @@ static int check(sim_options_t *o, char *err, size_t errlen)
     }
     if (o->ca_file == NULL) {
         set_err(err, errlen, "no CA: give --ca FILE (or $MH_CA_CERT)");
+        return -1;
+    }
+    if (o->warmup_s > 0 && o->duration_s > 0 && o->warmup_s >= o->duration_s) {
+        set_err(err, errlen, "--warmup must be shorter than --duration");
         return -1;
     }
     /* A ramp is bounded by the fleet: it ends at the latest once every device runs. */

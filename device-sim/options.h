@@ -52,6 +52,7 @@ typedef struct sim_options {
     double ramp_every_s; /* ramp: seconds per step; 2 */
     double ramp_p99_ms;  /* ramp: a step's p99 above this ends the ramp; 50 */
     double duration_s;   /* > 0; 0 only for a ramp without bounds (the fleet bounds it) */
+    double warmup_s;     /* latencies of requests sent before this are not recorded; 0 */
     uint64_t max_requests;
     sim_conn_mode_t conn_mode;
     uint32_t threads; /* 0: one per online CPU */

@@ -32,6 +32,7 @@ typedef struct sim_run {
     char host_header[300];
     double t0_wall;      /* wall clock at the start, seconds */
     uint64_t t0_mono_us; /* monotonic clock at the start */
+    uint64_t warmup_us;  /* latencies of requests sent before t0 + this are not recorded */
     int64_t start_ts;    /* timestamp of every device's first reading */
     atomic_bool stop;    /* no new requests (duration, --max-requests, signal) */
     atomic_uint_fast64_t requests_started;

@@ -350,6 +350,9 @@ void sim_stats_print_summary(FILE *f, const sim_stats_t *s, const sim_report_t *
             ms(sim_hist_quantile(h, 0.5)), ms(sim_hist_quantile(h, 0.9)),
             ms(sim_hist_quantile(h, 0.99)), ms(sim_hist_quantile(h, 0.999)), ms(h->max),
             sim_hist_mean(h) / 1000.0);
+    if (r->warmup_s > 0)
+        fprintf(f, "                 (requests sent in the first %.1f s left out: warm-up)\n",
+                r->warmup_s);
     fprintf(f, "  errors         %s\n", fails);
     for (size_t i = 0; i < s->nerrors; i++)
         fprintf(f, "                 %d %s: %" PRIu64 "\n", s->errors[i].status, s->errors[i].code,
@@ -431,6 +434,7 @@ json_t *sim_stats_json(const sim_stats_t *s, const sim_report_t *r)
         r->mode, "duration_s", r->elapsed_s, "devices", (json_int_t)r->devices, "sensors",
         (json_int_t)r->sensors, "threads", (int)r->threads, "settings", "post_every_s",
         (int)r->post_every_s, "interval_s", (int)r->interval_s, "batch", (int)r->batch);
+    json_object_set_new(json_object_get(o, "settings"), "warmup_s", json_real(r->warmup_s));
     json_object_set_new(o, "requests",
                         json_pack("{s:I, s:I, s:I, s:I, s:f}", "total", (json_int_t)s->requests,
                                   "ok", (json_int_t)s->ok, "heartbeats_ok",

@@ -148,6 +148,7 @@ typedef struct sim_report {
     const char *mode;     /* connection mode */
     const char *scenario; /* "steady", "storm" */
     uint32_t post_every_s, interval_s, batch;
+    double warmup_s;   /* the latency histogram leaves out requests sent before this */
     bool storm;        /* print and report the storm figures */
     uint32_t outage_s; /* storm */
     bool mixed_bad;    /* print and report the mixed-bad figures */

@@ -671,7 +671,8 @@ static void on_response(struct evhttp_request *req, void *arg)
         goto done;
     }
     w->stats.by_status[status]++;
-    sim_hist_record(&w->stats.latency, now_us - d->sent_us);
+    if (d->sent_us >= w->run->t0_mono_us + w->run->warmup_us)
+        sim_hist_record(&w->stats.latency, now_us - d->sent_us);
     w->stats.bytes_received += evbuffer_get_length(evhttp_request_get_input_buffer(req));
     if (!d->evcon_answered) {
         d->evcon_answered = true;

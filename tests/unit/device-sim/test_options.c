@@ -127,6 +127,18 @@ static void test_max_requests_alone_bounds(void **state)
     assert_int_equal(o.max_requests, 5);
 }
 
+static void test_warmup(void **state)
+{
+    char *argv[] = {"sim", "--fleet",    "F",  "--target", "https://h", "--ca",
+                    "c",   "--duration", "10", "--warmup", "2.5"};
+    sim_options_t o;
+    char err[256];
+    (void)state;
+    assert_int_equal(parse(ARGC(argv), argv, &o, err), SIM_PARSE_OK);
+    assert_true(o.warmup_s == 2.5);
+    assert_true(o.duration_s == 10);
+}
+
 static void test_storm(void **state)
 {
     char *argv[] = {"sim", "--fleet",    "F",     "--target", "https://h", "--ca",
@@ -315,6 +327,15 @@ static void test_errors(void **state)
         expect_error("--connections", ARGC(a), a);
     }
     {
+        char *a[] = {"sim", "--fleet",    "F", "--target", "https://h", "--ca",
+                     "c",   "--duration", "5", "--warmup", "5"};
+        expect_error("--warmup must be shorter", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim", "--fleet", "F", "--target", "https://h", "--ca", "c", "--warmup", "-1"};
+        expect_error("--warmup", ARGC(a), a);
+    }
+    {
         char *a[] = {"sim", "--fleet", "F", "--target", "https://h", "--ca", "c", "--duration"};
         expect_error("needs a value", ARGC(a), a);
     }
@@ -336,6 +357,7 @@ int main(void)
         cmocka_unit_test_setup(test_environment, clear_env),
         cmocka_unit_test_setup(test_everything, clear_env),
         cmocka_unit_test_setup(test_max_requests_alone_bounds, clear_env),
+        cmocka_unit_test_setup(test_warmup, clear_env),
         cmocka_unit_test_setup(test_storm, clear_env),
         cmocka_unit_test_setup(test_mixed_bad, clear_env),
         cmocka_unit_test_setup(test_ramp, clear_env),
