@@ -28,6 +28,7 @@ typedef enum api_admin_cmd {
     API_ADMIN_CMD_HELP,
     API_ADMIN_CMD_MIGRATE,
     API_ADMIN_CMD_ACCOUNT_ADD,
+    API_ADMIN_CMD_ACCOUNT_PASSWD,
     API_ADMIN_CMD_DEVICE_ADD,
     API_ADMIN_CMD_DEVICE_REVOKE,
     API_ADMIN_CMD_DEVICE_LIST,
@@ -41,9 +42,12 @@ typedef struct api_admin_args {
     const char *pg_uri;
     const char *pki_dir;
     const char *sql_dir;
-    /* account add NAME [--if-missing] */
+    /* account add NAME [--if-missing] [--password-file F | --generate-password];
+     * account passwd NAME (--password-file F | --generate-password) */
     const char *name;
     bool if_missing;
+    const char *password_file; /* "-": standard input */
+    bool generate_password;
     /* device add; device list [--account A] */
     const char *account;
     const char *out_dir;
@@ -103,8 +107,18 @@ int api_admin_migrate(const api_admin_ctx_t *ctx);
  */
 int api_admin_migration_version(const char *name, int *version);
 
-/* accounts.c */
-int api_admin_account_add(const api_admin_ctx_t *ctx, const char *name, bool if_missing);
+/*
+ * accounts.c. A password comes from args->password_file (first line; a file must not be
+ * accessible by group or others) and must pass mh_password_acceptable, or is generated and
+ * printed once on stdout as "password: <pw>" after the JSON line, only once it is stored. Only
+ * its scrypt hash (common/password.h) reaches the database.
+ *
+ * account add: creates args->name, with the password's hash when one is given. With
+ * --if-missing an existing account is left as it is, password included (said on stderr).
+ * account passwd: sets or replaces the password of an existing account.
+ */
+int api_admin_account_add(const api_admin_ctx_t *ctx, const api_admin_args_t *args);
+int api_admin_account_passwd(const api_admin_ctx_t *ctx, const api_admin_args_t *args);
 
 /* devices.c */
 int api_admin_device_add(const api_admin_ctx_t *ctx, const api_admin_args_t *args);

@@ -14,8 +14,11 @@ const char api_admin_usage[] =
     "\n"
     "Commands:\n"
     "  migrate                       apply the SQL migrations not yet applied\n"
-    "  account add NAME [--if-missing]\n"
-    "                                create an account; prints {\"account\", \"id\"}\n"
+    "  account add NAME [--if-missing] [--password-file F | --generate-password]\n"
+    "                                create an account; prints {\"account\", \"id\"}; with\n"
+    "                                --if-missing an existing account is left unchanged\n"
+    "  account passwd NAME (--password-file F | --generate-password)\n"
+    "                                set or replace an account's password\n"
     "  device add --account A [--sensors N] [--out DIR] [--count N] [--days D]\n"
     "             [--not-before-days-ago B]\n"
     "                                create device(s) with N sensors each (default 1) and\n"
@@ -34,6 +37,13 @@ const char api_admin_usage[] =
     "  --sql-dir DIR   migrations directory (default $MH_SQL_DIR, else the build's default)\n"
     "  -h, --help      this help\n"
     "\n"
+    "Passwords (account add, account passwd):\n"
+    "  --password-file F     the first line of F (\"-\": standard input); F must not be\n"
+    "                        accessible by group or others; 10 to 1024 bytes, no control\n"
+    "                        characters\n"
+    "  --generate-password   a random password, printed once on stdout as \"password: PW\"\n"
+    "Only the password's scrypt hash is stored; it is never printed or logged.\n"
+    "\n"
     "Exit status: 0 success, 1 operational error, 2 usage error.\n";
 
 /* Which commands an option applies to (bit per api_admin_cmd_t). */
@@ -45,6 +55,8 @@ typedef enum opt_id {
     OPT_PKI,
     OPT_SQL_DIR,
     OPT_IF_MISSING,
+    OPT_PASSWORD_FILE,
+    OPT_GENERATE_PASSWORD,
     OPT_ACCOUNT,
     OPT_SENSORS,
     OPT_OUT,
@@ -67,6 +79,10 @@ static const opt_def_t opts[] = {
     {"--pki", OPT_PKI, true, ALL_CMDS},
     {"--sql-dir", OPT_SQL_DIR, true, ALL_CMDS},
     {"--if-missing", OPT_IF_MISSING, false, CMD_BIT(API_ADMIN_CMD_ACCOUNT_ADD)},
+    {"--password-file", OPT_PASSWORD_FILE, true,
+     CMD_BIT(API_ADMIN_CMD_ACCOUNT_ADD) | CMD_BIT(API_ADMIN_CMD_ACCOUNT_PASSWD)},
+    {"--generate-password", OPT_GENERATE_PASSWORD, false,
+     CMD_BIT(API_ADMIN_CMD_ACCOUNT_ADD) | CMD_BIT(API_ADMIN_CMD_ACCOUNT_PASSWD)},
     {"--account", OPT_ACCOUNT, true,
      CMD_BIT(API_ADMIN_CMD_DEVICE_ADD) | CMD_BIT(API_ADMIN_CMD_DEVICE_LIST)},
     {"--sensors", OPT_SENSORS, true, CMD_BIT(API_ADMIN_CMD_DEVICE_ADD)},
@@ -128,6 +144,8 @@ static const char *cmd_name(api_admin_cmd_t cmd)
         return "migrate";
     case API_ADMIN_CMD_ACCOUNT_ADD:
         return "account add";
+    case API_ADMIN_CMD_ACCOUNT_PASSWD:
+        return "account passwd";
     case API_ADMIN_CMD_DEVICE_ADD:
         return "device add";
     case API_ADMIN_CMD_DEVICE_REVOKE:
@@ -171,6 +189,10 @@ static int parse_command(char **pos, size_t npos, api_admin_cmd_t *cmd, size_t *
             *cmd = device ? API_ADMIN_CMD_DEVICE_ADD : API_ADMIN_CMD_ACCOUNT_ADD;
             return 0;
         }
+        if (!device && sub != NULL && strcmp(sub, "passwd") == 0) {
+            *cmd = API_ADMIN_CMD_ACCOUNT_PASSWD;
+            return 0;
+        }
         if (device && sub != NULL && strcmp(sub, "revoke") == 0) {
             *cmd = API_ADMIN_CMD_DEVICE_REVOKE;
             return 0;
@@ -179,8 +201,8 @@ static int parse_command(char **pos, size_t npos, api_admin_cmd_t *cmd, size_t *
             *cmd = API_ADMIN_CMD_DEVICE_LIST;
             return 0;
         }
-        set_err(err, errlen, "%s: expected %s, got '%s'", w, device ? "add, revoke or list" : "add",
-                sub ? sub : "nothing");
+        set_err(err, errlen, "%s: expected %s, got '%s'", w,
+                device ? "add, revoke or list" : "add or passwd", sub ? sub : "nothing");
         return -1;
     }
     set_err(err, errlen, "unknown command '%s'", w);
@@ -212,6 +234,12 @@ static int apply_opt(api_admin_args_t *a, const seen_opt_t *o, char *err, size_t
         break;
     case OPT_IF_MISSING:
         a->if_missing = true;
+        break;
+    case OPT_PASSWORD_FILE:
+        a->password_file = o->value;
+        break;
+    case OPT_GENERATE_PASSWORD:
+        a->generate_password = true;
         break;
     case OPT_ACCOUNT:
         a->account = o->value;
@@ -333,6 +361,7 @@ int api_admin_args_parse(int argc, char **argv, api_admin_args_t *out, char *err
     const char *what = NULL;
     switch (out->cmd) {
     case API_ADMIN_CMD_ACCOUNT_ADD:
+    case API_ADMIN_CMD_ACCOUNT_PASSWD:
         want = 1;
         what = "an account NAME";
         break;
@@ -356,13 +385,23 @@ int api_admin_args_parse(int argc, char **argv, api_admin_args_t *out, char *err
         goto fail;
     }
     if (want == 1) {
-        if (out->cmd == API_ADMIN_CMD_ACCOUNT_ADD)
+        if (out->cmd == API_ADMIN_CMD_ACCOUNT_ADD || out->cmd == API_ADMIN_CMD_ACCOUNT_PASSWD)
             out->name = pos[used];
         else
             out->id = pos[used];
     }
     if (out->cmd == API_ADMIN_CMD_DEVICE_ADD && out->account == NULL) {
         set_err(err, errlen, "device add: needs --account A");
+        goto fail;
+    }
+    if (out->password_file != NULL && out->generate_password) {
+        set_err(err, errlen, "%s: give --password-file or --generate-password, not both",
+                cmd_name(out->cmd));
+        goto fail;
+    }
+    if (out->cmd == API_ADMIN_CMD_ACCOUNT_PASSWD && out->password_file == NULL &&
+        !out->generate_password) {
+        set_err(err, errlen, "account passwd: needs --password-file F or --generate-password");
         goto fail;
     }
     if (out->has_from && out->has_to && out->from > out->to) {

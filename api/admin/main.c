@@ -56,7 +56,10 @@ int main(int argc, char **argv)
         rc = api_admin_migrate(&ctx);
         break;
     case API_ADMIN_CMD_ACCOUNT_ADD:
-        rc = api_admin_account_add(&ctx, args.name, args.if_missing);
+        rc = api_admin_account_add(&ctx, &args);
+        break;
+    case API_ADMIN_CMD_ACCOUNT_PASSWD:
+        rc = api_admin_account_passwd(&ctx, &args);
         break;
     case API_ADMIN_CMD_DEVICE_ADD:
         rc = api_admin_device_add(&ctx, &args);

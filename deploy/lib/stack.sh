@@ -137,7 +137,7 @@ stack_secret() {
 # ---------------------------------------------------------------------------------------------
 # URIs
 
-# stack_pg_uri ROLE [DB]: libpq URI for ROLE (admin|ingest|writer) on DB (default meterhub),
+# stack_pg_uri ROLE [DB]: libpq URI for ROLE (admin|ingest|writer|api) on DB (default meterhub),
 # with the password taken from the passfile.
 stack_pg_uri() {
     local role=$1 db=${2:-$STACK_DB} user
@@ -145,6 +145,7 @@ stack_pg_uri() {
     admin) user=$STACK_PG_ADMIN ;;
     ingest) user=meterhub_ingest ;;
     writer) user=meterhub_writer ;;
+    api) user=meterhub_api ;;
     *) mh_die "unknown role '$role'" ;;
     esac
     printf 'postgresql://%s@127.0.0.1:%s/%s?passfile=%s\n' "$user" "$MH_PG_PORT" "$db" \
@@ -174,7 +175,7 @@ stack_make_secrets() {
     local name
     mkdir -p "$STACK_SECRETS"
     chmod 0700 "$STACK_SECRETS"
-    for name in pg-admin pg-ingest pg-writer redis-admin redis-ingest redis-writer; do
+    for name in pg-admin pg-ingest pg-writer pg-api redis-admin redis-ingest redis-writer; do
         mh_write_secret "$STACK_SECRETS/$name.pw"
     done
     # libpq passfile: host:port:database:user:password. Any database, so that databases made
@@ -183,6 +184,7 @@ stack_make_secrets() {
         printf '127.0.0.1:%s:*:%s:%s\n' "$MH_PG_PORT" "$STACK_PG_ADMIN" "$(stack_secret pg-admin)"
         printf '127.0.0.1:%s:*:meterhub_ingest:%s\n' "$MH_PG_PORT" "$(stack_secret pg-ingest)"
         printf '127.0.0.1:%s:*:meterhub_writer:%s\n' "$MH_PG_PORT" "$(stack_secret pg-writer)"
+        printf '127.0.0.1:%s:*:meterhub_api:%s\n' "$MH_PG_PORT" "$(stack_secret pg-api)"
     } | mh_write_if_changed "$STACK_SECRETS/pgpass" 0600
 }
 
@@ -346,7 +348,7 @@ stack_migrate() {
     MH_SQL_DIR="${MH_SQL_DIR:-$MH_REPO_ROOT/deploy/sql}" \
         "$admin" --pg "$(stack_pg_uri admin "$db")" migrate >&2 ||
         mh_die "meterhub-admin migrate failed on database $db"
-    for role in ingest writer; do
+    for role in ingest writer api; do
         if [[ "$(stack_psql "$db" -- -c "SELECT 1 FROM pg_roles WHERE rolname = 'meterhub_$role'")" != 1 ]]; then
             mh_warn "role meterhub_$role does not exist after migrating; not setting its password"
             continue
@@ -500,6 +502,7 @@ stack_print_env() {
     mh_export MH_PG_URI "$(stack_pg_uri admin "$db")"
     mh_export MH_PG_INGEST_URI "$(stack_pg_uri ingest "$db")"
     mh_export MH_PG_WRITER_URI "$(stack_pg_uri writer "$db")"
+    mh_export MH_PG_API_URI "$(stack_pg_uri api "$db")"
     mh_export MH_REDIS_HOST 127.0.0.1
     mh_export MH_REDIS_PORT "$MH_REDIS_PORT"
     mh_export MH_REDIS_URL "redis://127.0.0.1:$MH_REDIS_PORT"

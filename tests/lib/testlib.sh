@@ -140,6 +140,7 @@ _t_load_stack_env() {
     T_PG_URI=$MH_PG_URI
     T_PG_INGEST_URI=$MH_PG_INGEST_URI
     T_PG_WRITER_URI=$MH_PG_WRITER_URI
+    T_PG_API_URI=$MH_PG_API_URI
     T_PG_PORT=$MH_PG_PORT
     T_REDIS_PORT=$MH_REDIS_PORT
     T_REDIS_ADMIN_PW=$MH_REDIS_ADMIN_PASSWORD_FILE
@@ -296,13 +297,14 @@ t_psql() {
     psql -X -q -At -v ON_ERROR_STOP=1 "$T_PG_URI" -c "$1"
 }
 
-# t_psql_as ROLE SQL: the same as the daemon role ROLE (ingest or writer, or admin).
+# t_psql_as ROLE SQL: the same as the daemon role ROLE (ingest, writer or api, or admin).
 t_psql_as() {
     local uri
     case "$1" in
     admin) uri=$T_PG_URI ;;
     ingest) uri=$T_PG_INGEST_URI ;;
     writer) uri=$T_PG_WRITER_URI ;;
+    api) uri=$T_PG_API_URI ;;
     *)
         printf 'testlib: t_psql_as: unknown role %s\n' "$1" >&2
         return 2
@@ -530,6 +532,67 @@ t_write_writer_conf() {
         printf '\n'
         _t_redis_section writer "$T_REDIS_WRITER_PW"
     } >"$conf"
+}
+
+# t_write_api_conf [NAME]: writes $T_WORK/etc/NAME.conf for meterhub-api (NAME defaults to
+# "api") with fresh ports: T_API_PORT (HTTPS, the test PKI's server certificate) and an ops
+# port (T_OPS_PORTS[NAME]). Variables: T_API_LOGIN_FAILURES_PER_ACCOUNT=5,
+# T_API_LOGIN_FAILURES_PER_ADDRESS=20, T_API_LOGIN_WINDOW_S=300, T_API_MAX_BODY_BYTES=16384,
+# T_LOG_LEVEL=info, T_API_EXTRA (lines added to [api]).
+t_write_api_conf() {
+    local name=${1:-api} conf ops
+    conf="$T_WORK/etc/$name.conf"
+    ops="$(t_free_port)"
+    T_OPS_PORTS[$name]=$ops
+    T_CONFS[$name]=$conf
+    T_API_PORT="$(t_free_port)"
+    T_HEADERS="$T_WORK/api.headers"
+    {
+        printf '# Written by tests/lib/testlib.sh for test %s\n' "$T_NAME"
+        printf '[api]\n'
+        _t_kv listen_addr 127.0.0.1
+        _t_kv listen_port "$T_API_PORT"
+        _t_kv ops_addr 127.0.0.1
+        _t_kv ops_port "$ops"
+        _t_kv tls_cert "$T_PKI/ingest.crt"
+        _t_kv tls_key "$T_PKI/ingest.key"
+        _t_kv db_threads 2
+        _t_kv login_failures_per_account "${T_API_LOGIN_FAILURES_PER_ACCOUNT-5}"
+        _t_kv login_failures_per_address "${T_API_LOGIN_FAILURES_PER_ADDRESS-20}"
+        _t_kv login_window_s "${T_API_LOGIN_WINDOW_S-300}"
+        _t_kv max_body_bytes "${T_API_MAX_BODY_BYTES-16384}"
+        _t_kv log_level "${T_LOG_LEVEL-info}"
+        [[ -n "${T_API_EXTRA:-}" ]] && printf '%s\n' "$T_API_EXTRA"
+        printf '\n[postgres]\n'
+        _t_kv conninfo "$T_PG_API_URI"
+    } >"$conf"
+}
+
+# t_start_api [NAME] [DAEMON ARGS...]: like t_start_ingest, for meterhub-api.
+t_start_api() {
+    _t_inst api "${1:-}"
+    local name=$_T_INST
+    [[ "${1:-}" == "$name" ]] && shift
+    [[ -n "${T_CONFS[$name]:-}" ]] || t_write_api_conf "$name"
+    _t_start_daemon api "$name" "$@"
+}
+
+# t_stop_api [NAME]: SIGTERM; returns the exit status.
+t_stop_api() {
+    _t_stop_daemon "${1:-api}" TERM
+}
+
+# t_api METHOD PATH [TOKEN [CURL ARGS...]]: an HTTPS request to meterhub-api (TOKEN "" for
+# none); the body goes to $T_BODY, the headers to $T_HEADERS; prints the HTTP status.
+t_api() {
+    local method=$1 path=$2 token=${3:-} code
+    shift $(($# < 3 ? $# : 3))
+    local args=(-sS -o "$T_BODY" -D "$T_HEADERS" -w '%{http_code}' --max-time 10
+        --cacert "$T_PKI/ca.crt" --noproxy '*' -X "$method")
+    [[ -n "$token" ]] && args+=(-H "Authorization: Bearer $token")
+    : >"$T_BODY"
+    code="$(curl "${args[@]}" "$@" "https://127.0.0.1:$T_API_PORT$path" 2>"$T_WORK/curl.err")" || true
+    printf '%s\n' "${code:-000}"
 }
 
 # _t_running PID: alive and not a zombie (our children stay zombies until reaped).

@@ -73,6 +73,27 @@ static void test_args_commands(void **state)
     PARSE_OK(&a, "account", "add", "--if-missing", "acme");
     assert_true(a.if_missing);
     assert_string_equal(a.name, "acme");
+    assert_null(a.password_file);
+    assert_false(a.generate_password);
+    PARSE_OK(&a, "account", "add", "--password-file", "/run/pw", "acme", "--if-missing");
+    assert_string_equal(a.password_file, "/run/pw");
+    assert_false(a.generate_password);
+    assert_true(a.if_missing);
+    PARSE_OK(&a, "account", "add", "acme", "--password-file", "-");
+    assert_string_equal(a.password_file, "-");
+    assert_string_equal(a.name, "acme");
+    PARSE_OK(&a, "account", "add", "acme", "--generate-password");
+    assert_true(a.generate_password);
+    assert_null(a.password_file);
+
+    PARSE_OK(&a, "account", "passwd", "acme", "--generate-password");
+    assert_int_equal(a.cmd, API_ADMIN_CMD_ACCOUNT_PASSWD);
+    assert_string_equal(a.name, "acme");
+    assert_true(a.generate_password);
+    PARSE_OK(&a, "account", "passwd", "--password-file=/run/pw", "acme");
+    assert_int_equal(a.cmd, API_ADMIN_CMD_ACCOUNT_PASSWD);
+    assert_string_equal(a.password_file, "/run/pw");
+    assert_false(a.generate_password);
 
     PARSE_OK(&a, "device", "add", "--account", "acme");
     assert_int_equal(a.cmd, API_ADMIN_CMD_DEVICE_ADD);
@@ -143,6 +164,8 @@ static void test_args_global(void **state)
     PARSE_OK(&a, "help");
     assert_int_equal(a.cmd, API_ADMIN_CMD_HELP);
     assert_non_null(strstr(api_admin_usage, "device add --account A"));
+    assert_non_null(strstr(api_admin_usage, "account passwd NAME"));
+    assert_non_null(strstr(api_admin_usage, "--generate-password"));
 }
 
 static void test_args_errors(void **state)
@@ -153,7 +176,8 @@ static void test_args_errors(void **state)
     parse_fails("unknown command 'frob'", "frob", (char *)NULL);
     parse_fails("expected add, revoke or list", "device", (char *)NULL);
     parse_fails("expected add, revoke or list", "device", "remove", "x", (char *)NULL);
-    parse_fails("expected add", "account", "list", (char *)NULL);
+    parse_fails("expected add or passwd", "account", "list", (char *)NULL);
+    parse_fails("expected add or passwd", "account", (char *)NULL);
     parse_fails("unknown option '--bogus'", "migrate", "--bogus", (char *)NULL);
     parse_fails("unknown option '-x'", "migrate", "-x", (char *)NULL);
     parse_fails("needs a value", "migrate", "--pg", (char *)NULL);
@@ -166,6 +190,23 @@ static void test_args_errors(void **state)
     parse_fails("unexpected argument 'extra'", "migrate", "extra", (char *)NULL);
     parse_fails("unexpected argument 'b'", "account", "add", "a", "b", (char *)NULL);
     parse_fails("needs an account NAME", "account", "add", (char *)NULL);
+    parse_fails("needs an account NAME", "account", "passwd", "--generate-password", (char *)NULL);
+    parse_fails("unexpected argument 'b'", "account", "passwd", "a", "b", "--generate-password",
+                (char *)NULL);
+    parse_fails("not both", "account", "add", "a", "--password-file", "f", "--generate-password",
+                (char *)NULL);
+    parse_fails("not both", "account", "passwd", "a", "--generate-password", "--password-file=f",
+                (char *)NULL);
+    parse_fails("account passwd: needs --password-file F or --generate-password", "account",
+                "passwd", "a", (char *)NULL);
+    parse_fails("needs a value", "account", "add", "a", "--password-file", (char *)NULL);
+    parse_fails("empty value", "account", "add", "a", "--password-file=", (char *)NULL);
+    parse_fails("takes no value", "account", "add", "a", "--generate-password=yes", (char *)NULL);
+    parse_fails("does not apply to 'account passwd'", "account", "passwd", "a", "--if-missing",
+                "--generate-password", (char *)NULL);
+    parse_fails("does not apply to 'device add'", "device", "add", "--account", "a",
+                "--generate-password", (char *)NULL);
+    parse_fails("does not apply to 'migrate'", "migrate", "--password-file", "f", (char *)NULL);
     parse_fails("needs a device ID", "device", "revoke", (char *)NULL);
     parse_fails("needs a SENSOR-ID", "readings", (char *)NULL);
     parse_fails("needs --account", "device", "add", (char *)NULL);

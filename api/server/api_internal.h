@@ -1,0 +1,160 @@
+#ifndef API_INTERNAL_H
+#define API_INTERNAL_H
+
+/*
+ * meterhub-api: the people-facing HTTPS JSON API. One event-loop thread serves HTTP (server
+ * TLS; people are not asked for client certificates); PostgreSQL work runs on a pool of
+ * threads, each with its own connection, so that no query ever blocks the loop. A request
+ * becomes a job: parsed and checked on the loop, run on a database thread (token check, the
+ * account bound to the transaction for row-level security, the statements), answered on the
+ * loop.
+ */
+
+#include "common/config.h"
+#include "common/password.h"
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* [api] section. Strings owned by the configuration (mh_config_dispose). */
+typedef struct api_conf {
+    long db_threads;
+    long idle_timeout_s;
+    char *listen_addr;
+    long listen_port;
+    char *log_level;
+    long login_failures_per_account;
+    long login_failures_per_address;
+    long login_window_s;
+    long max_body_bytes;
+    char *ops_addr;
+    long ops_port;
+    long token_default_ttl_s;
+    long token_max_ttl_s;
+    char *tls_cert;
+    char *tls_key;
+} api_conf_t;
+
+typedef struct api_pg_conf {
+    char *conninfo;
+} api_pg_conf_t;
+
+typedef struct api_settings {
+    api_conf_t api;
+    api_pg_conf_t pg;
+} api_settings_t;
+
+#define API_NSECTIONS 2
+void api_settings_sections(api_settings_t *s, mh_cfg_section_t *sections);
+int api_settings_validate(const api_settings_t *s, char *err, size_t errlen);
+
+typedef struct api_server api_server_t;
+typedef struct api_job api_job_t;
+
+/* Runs on a database thread with that thread's connection (borrowed). Sets the job's answer. */
+typedef void (*api_job_run_fn)(api_job_t *job, PGconn *pg);
+
+typedef enum api_scope { API_SCOPE_NONE, API_SCOPE_READ, API_SCOPE_MANAGE } api_scope_t;
+
+/*
+ * One request on its way through the database. Owned by whoever holds it: the loop until
+ * api_db_submit, the pool until the answer is queued back, then the loop, which frees it.
+ */
+struct api_job {
+    api_server_t *srv;
+    struct evhttp_request *req;
+    api_job_run_fn run;
+    /* In, set on the loop. */
+    api_scope_t need;         /* a bearer token with at least this scope; NONE: no token */
+    char token[MH_TOKEN_MAX]; /* the bearer token as sent ("" if none); wiped after use */
+    json_t *in;               /* the request body (owned), or NULL */
+    long long id;             /* a numeric path argument */
+    char username[65];        /* login */
+    char peer[64];            /* the client's address, for login limits */
+    /* Out, set on the database thread. */
+    int status;           /* HTTP status; 0: not answered (500) */
+    json_t *out;          /* response body (owned); NULL: none (204) */
+    const char *err_code; /* error answer: code, and message in err_msg */
+    char err_msg[256];
+    int retry_after;   /* seconds, when > 0 */
+    bool login_failed; /* a wrong username or password: counts against the limits */
+    bool login_ok;
+    api_job_t *next;
+};
+
+/* Database pool (db.c). */
+int api_db_start(api_server_t *srv);
+void api_db_stop(api_server_t *srv);
+/* Queues the job (taking it). Its answer is sent from the loop thread when it is done. */
+void api_db_submit(api_server_t *srv, api_job_t *job);
+
+/* Sets an error answer on the job: status, code (a static string) and message. */
+void api_job_error(api_job_t *job, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/*
+ * For run functions: checks the job's bearer token, then opens a transaction with the token's
+ * account bound (meterhub.account) for row-level security. Returns the account id, or -1 with
+ * the job's error answer set (401, 403, 503) and no transaction open.
+ */
+long long api_db_begin_as(api_job_t *job, PGconn *pg);
+/* Commits; on failure sets a 503 answer and returns -1. */
+int api_db_commit(api_job_t *job, PGconn *pg);
+/* Rolls back whatever is open and sets a 503 answer, logging the server's message. */
+void api_db_fail(api_job_t *job, PGconn *pg, const char *what);
+
+/* Failed-login limits (limits.c). Loop thread only. */
+typedef struct api_limits api_limits_t;
+api_limits_t *api_limits_new(long per_account, long per_address, long window_s);
+void api_limits_free(api_limits_t *l);
+/* 0 if a login for this username from this address may be tried now; else seconds to wait. */
+int api_limits_check(api_limits_t *l, const char *username, const char *peer, int64_t now);
+void api_limits_failed(api_limits_t *l, const char *username, const char *peer, int64_t now);
+void api_limits_succeeded(api_limits_t *l, const char *username, int64_t now);
+
+typedef struct api_metrics {
+    atomic_uint_fast64_t requests[6]; /* 2xx, 400, 401, 403, 404, other */
+    atomic_uint_fast64_t logins_ok, logins_failed, logins_limited;
+    atomic_uint_fast64_t db_errors;
+} api_metrics_t;
+
+struct api_server {
+    const api_settings_t *cfg; /* borrowed */
+    struct event_base *base;
+    SSL_CTX *ssl_ctx;
+    struct evhttp *http;
+    api_limits_t *limits;
+    api_metrics_t metrics;
+    /* Pool (db.c). */
+    pthread_t *threads;
+    int nthreads;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    api_job_t *queue_head, *queue_tail; /* waiting for a thread */
+    api_job_t *done_head, *done_tail;   /* answered, waiting for the loop */
+    struct event *done_ev;
+    bool stopping;
+    atomic_int db_ready; /* threads with a live connection */
+};
+
+/* routes.c */
+void api_routes_handle(struct evhttp_request *req, void *arg);
+/* Sends the job's answer and frees the job. Loop thread. */
+void api_job_answer(api_job_t *job);
+void api_metrics_render(struct evbuffer *out, void *arg);
+bool api_health_render(struct evbuffer *out, void *arg);
+
+/* handlers.c: run functions. */
+void api_run_login(api_job_t *job, PGconn *pg);
+void api_run_tokens_list(api_job_t *job, PGconn *pg);
+void api_run_token_delete(api_job_t *job, PGconn *pg);
+void api_run_me(api_job_t *job, PGconn *pg);
+
+#endif

@@ -1,0 +1,393 @@
+/*
+ * HTTP side of meterhub-api, on the loop thread: routing, bearer tokens, request bodies,
+ * and JSON answers. Every answer is JSON (errors: {"error": code, "message": text}) and is
+ * never cached, since some carry tokens.
+ */
+#include "api_internal.h"
+
+#include "common/alloc.h"
+#include "common/log.h"
+
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+enum { ST_2XX, ST_400, ST_401, ST_403, ST_404, ST_OTHER };
+
+static void count_status(api_server_t *srv, int status)
+{
+    int i = status >= 200 && status < 300 ? ST_2XX
+            : status == 400               ? ST_400
+            : status == 401               ? ST_401
+            : status == 403               ? ST_403
+            : status == 404               ? ST_404
+                                          : ST_OTHER;
+    atomic_fetch_add_explicit(&srv->metrics.requests[i], 1, memory_order_relaxed);
+}
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 413:
+        return "Payload Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 429:
+        return "Too Many Requests";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Internal Server Error";
+    }
+}
+
+/* Sends status with body (taken; NULL: no body), and counts it. */
+static void send_json(api_server_t *srv, struct evhttp_request *req, int status, json_t *body,
+                      int retry_after)
+{
+    struct evkeyvalq *hdr = evhttp_request_get_output_headers(req);
+    evhttp_add_header(hdr, "Cache-Control", "no-store");
+    if (retry_after > 0) {
+        char v[16];
+        snprintf(v, sizeof(v), "%d", retry_after);
+        evhttp_add_header(hdr, "Retry-After", v);
+    }
+    if (status == 401)
+        evhttp_add_header(hdr, "WWW-Authenticate", "Bearer realm=\"meterhub\"");
+    if (body != NULL) {
+        char *text = json_dumps(body, JSON_COMPACT);
+        evhttp_add_header(hdr, "Content-Type", "application/json");
+        if (text != NULL) {
+            evbuffer_add(evhttp_request_get_output_buffer(req), text, strlen(text));
+            /* A fresh token may be in it. */
+            OPENSSL_cleanse(text, strlen(text));
+            free(text);
+        }
+        json_decref(body);
+    }
+    count_status(srv, status);
+    evhttp_send_reply(req, status, reason(status), NULL);
+}
+
+static void send_error(api_server_t *srv, struct evhttp_request *req, int status, const char *code,
+                       const char *message, int retry_after)
+{
+    send_json(srv, req, status, json_pack("{s:s, s:s}", "error", code, "message", message),
+              retry_after);
+}
+
+void api_job_answer(api_job_t *job)
+{
+    api_server_t *srv = job->srv;
+    int64_t now = (int64_t)time(NULL);
+    if (job->login_failed) {
+        api_limits_failed(srv->limits, job->username, job->peer, now);
+        atomic_fetch_add_explicit(&srv->metrics.logins_failed, 1, memory_order_relaxed);
+        /* The username may be anything; the address is what an operator can act on. */
+        mh_log(MH_LOG_WARN, "api: failed login from %s", job->peer);
+    } else if (job->login_ok) {
+        api_limits_succeeded(srv->limits, job->username, now);
+        atomic_fetch_add_explicit(&srv->metrics.logins_ok, 1, memory_order_relaxed);
+    }
+    if (job->err_code != NULL)
+        send_error(srv, job->req, job->status, job->err_code, job->err_msg, job->retry_after);
+    else if (job->status == 0)
+        send_error(srv, job->req, 500, "internal", "the request was not answered", 0);
+    else {
+        send_json(srv, job->req, job->status, job->out, 0);
+        job->out = NULL;
+    }
+    json_decref(job->in);
+    json_decref(job->out);
+    OPENSSL_cleanse(job, sizeof(*job));
+    free(job);
+}
+
+static void peer_name(struct evhttp_request *req, char *out, size_t outlen)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    if (evcon != NULL)
+        evhttp_connection_get_peer(evcon, &addr, &port);
+    snprintf(out, outlen, "%s", addr ? addr : "?");
+}
+
+static api_job_t *job_new(api_server_t *srv, struct evhttp_request *req, api_job_run_fn run,
+                          api_scope_t need)
+{
+    api_job_t *job = mh_calloc(1, sizeof(*job));
+    job->srv = srv;
+    job->req = req;
+    job->run = run;
+    job->need = need;
+    peer_name(req, job->peer, sizeof(job->peer));
+    return job;
+}
+
+/*
+ * Copies the bearer token of the Authorization header into job->token. A missing header
+ * leaves it empty (the run function answers 401); a malformed one is refused here.
+ */
+static bool take_token(api_server_t *srv, struct evhttp_request *req, api_job_t *job)
+{
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    if (h == NULL)
+        return true;
+    if (strncasecmp(h, "Bearer ", 7) != 0) {
+        send_error(srv, req, 401, "unauthorized", "use Authorization: Bearer <token>", 0);
+        return false;
+    }
+    h += 7;
+    while (*h == ' ')
+        h++;
+    if (strlen(h) >= sizeof(job->token)) {
+        send_error(srv, req, 401, "invalid_token", "the token is not valid", 0);
+        return false;
+    }
+    snprintf(job->token, sizeof(job->token), "%s", h);
+    return true;
+}
+
+/* The request body as a JSON object (owned), or NULL after answering 4xx. */
+static json_t *read_json(api_server_t *srv, struct evhttp_request *req)
+{
+    const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+    if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0 ||
+        (ct[16] != '\0' && ct[16] != ';' && ct[16] != ' ')) {
+        send_error(srv, req, 415, "unsupported_media_type", "send Content-Type: application/json",
+                   0);
+        return NULL;
+    }
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    json_error_t jerr;
+    json_t *root =
+        json_loadb((const char *)evbuffer_pullup(in, -1), len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "malformed JSON at line %d column %d: %s", jerr.line,
+                 jerr.column, jerr.text);
+        send_error(srv, req, 400, "malformed_json", msg, 0);
+        return NULL;
+    }
+    if (!json_is_object(root)) {
+        json_decref(root);
+        send_error(srv, req, 400, "malformed_json", "the body must be a JSON object", 0);
+        return NULL;
+    }
+    return root;
+}
+
+static bool printable(const char *s, size_t max)
+{
+    size_t n = 0;
+    for (; *s; s++, n++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f || n >= max)
+            return false;
+    return n > 0;
+}
+
+/* POST /v1/tokens {"username", "password", "scope"?, "name"?, "expires_in"?} */
+static void post_tokens(api_server_t *srv, struct evhttp_request *req)
+{
+    const api_conf_t *c = &srv->cfg->api;
+    json_t *in = read_json(srv, req);
+    const char *username = NULL, *password = NULL, *scope = "read", *name = "api";
+    json_int_t expires_in = (json_int_t)c->token_default_ttl_s;
+    json_t *expires = NULL;
+    json_error_t jerr;
+    char msg[300];
+
+    if (in == NULL)
+        return;
+    /* JSON_STRICT: a field we do not know is refused, not ignored. */
+    if (json_unpack_ex(in, &jerr, JSON_STRICT, "{s:s, s:s, s?:s, s?:s, s?:o}", "username",
+                       &username, "password", &password, "scope", &scope, "name", &name,
+                       "expires_in", &expires) != 0) {
+        snprintf(msg, sizeof(msg), "%s (fields: username, password, scope, name, expires_in)",
+                 jerr.text);
+        json_decref(in);
+        send_error(srv, req, 400, "invalid_request", msg, 0);
+        return;
+    }
+    if (!printable(username, 64)) {
+        json_decref(in);
+        send_error(srv, req, 400, "invalid_request", "username: 1 to 64 printable characters", 0);
+        return;
+    }
+    if (strcmp(scope, "read") != 0 && strcmp(scope, "manage") != 0) {
+        json_decref(in);
+        send_error(srv, req, 400, "invalid_request", "scope: \"read\" or \"manage\"", 0);
+        return;
+    }
+    if (!printable(name, 64)) {
+        json_decref(in);
+        send_error(srv, req, 400, "invalid_request", "name: 1 to 64 printable characters", 0);
+        return;
+    }
+    if (expires != NULL) {
+        if (!json_is_integer(expires) || json_integer_value(expires) < 60 ||
+            json_integer_value(expires) > c->token_max_ttl_s) {
+            snprintf(msg, sizeof(msg), "expires_in: whole seconds, 60 to %ld", c->token_max_ttl_s);
+            json_decref(in);
+            send_error(srv, req, 400, "invalid_request", msg, 0);
+            return;
+        }
+        expires_in = json_integer_value(expires);
+    }
+    if (strlen(password) > 1024) {
+        json_decref(in);
+        send_error(srv, req, 400, "invalid_request", "password: at most 1024 bytes", 0);
+        return;
+    }
+
+    /* The run function reads the resolved values, defaults included, from the body. */
+    json_object_set_new(in, "scope", json_string(scope));
+    json_object_set_new(in, "name", json_string(name));
+    api_job_t *job = job_new(srv, req, api_run_login, API_SCOPE_NONE);
+    snprintf(job->username, sizeof(job->username), "%s", username);
+    job->id = (long long)expires_in;
+    job->in = in;
+    int wait = api_limits_check(srv->limits, job->username, job->peer, (int64_t)time(NULL));
+    if (wait > 0) {
+        atomic_fetch_add_explicit(&srv->metrics.logins_limited, 1, memory_order_relaxed);
+        send_error(srv, req, 429, "too_many_failed_logins",
+                   "too many failed logins for this username or from this address; retry later",
+                   wait);
+        json_decref(job->in);
+        free(job);
+        return;
+    }
+    api_db_submit(srv, job);
+}
+
+/* A positive decimal id of at most 18 digits, or -1. */
+static long long parse_id(const char *s)
+{
+    long long v = 0;
+    size_t n = strlen(s);
+    if (n == 0 || n > 18)
+        return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        v = v * 10 + (*s - '0');
+    }
+    return v > 0 ? v : -1;
+}
+
+static void authed(api_server_t *srv, struct evhttp_request *req, api_job_run_fn run,
+                   api_scope_t need, long long id)
+{
+    api_job_t *job = job_new(srv, req, run, need);
+    job->id = id;
+    if (!take_token(srv, req, job)) {
+        free(job);
+        return;
+    }
+    api_db_submit(srv, job);
+}
+
+static void method_not_allowed(api_server_t *srv, struct evhttp_request *req, const char *allow)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+    send_error(srv, req, 405, "method_not_allowed", "this resource does not take that method", 0);
+}
+
+void api_routes_handle(struct evhttp_request *req, void *arg)
+{
+    api_server_t *srv = arg;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    enum evhttp_cmd_type m = evhttp_request_get_command(req);
+
+    if (path == NULL) {
+        send_error(srv, req, 400, "invalid_request", "no path", 0);
+        return;
+    }
+    if (strcmp(path, "/v1/tokens") == 0) {
+        if (m == EVHTTP_REQ_POST)
+            post_tokens(srv, req);
+        else if (m == EVHTTP_REQ_GET)
+            authed(srv, req, api_run_tokens_list, API_SCOPE_READ, 0);
+        else
+            method_not_allowed(srv, req, "GET, POST");
+        return;
+    }
+    if (strncmp(path, "/v1/tokens/", 11) == 0) {
+        long long id = parse_id(path + 11);
+        if (id < 0) {
+            send_error(srv, req, 404, "not_found", "no such token", 0);
+            return;
+        }
+        if (m == EVHTTP_REQ_DELETE)
+            authed(srv, req, api_run_token_delete, API_SCOPE_MANAGE, id);
+        else
+            method_not_allowed(srv, req, "DELETE");
+        return;
+    }
+    if (strcmp(path, "/v1/me") == 0) {
+        if (m == EVHTTP_REQ_GET)
+            authed(srv, req, api_run_me, API_SCOPE_READ, 0);
+        else
+            method_not_allowed(srv, req, "GET");
+        return;
+    }
+    send_error(srv, req, 404, "not_found", "no such resource", 0);
+}
+
+void api_metrics_render(struct evbuffer *out, void *arg)
+{
+    api_server_t *srv = arg;
+    static const char *labels[] = {"2xx", "400", "401", "403", "404", "other"};
+    evbuffer_add_printf(out, "# HELP meterhub_api_requests_total Answers by HTTP status.\n"
+                             "# TYPE meterhub_api_requests_total counter\n");
+    for (int i = 0; i < 6; i++)
+        evbuffer_add_printf(out, "meterhub_api_requests_total{status=\"%s\"} %llu\n", labels[i],
+                            (unsigned long long)atomic_load(&srv->metrics.requests[i]));
+    evbuffer_add_printf(out,
+                        "# HELP meterhub_api_logins_total Password logins by outcome.\n"
+                        "# TYPE meterhub_api_logins_total counter\n"
+                        "meterhub_api_logins_total{outcome=\"ok\"} %llu\n"
+                        "meterhub_api_logins_total{outcome=\"failed\"} %llu\n"
+                        "meterhub_api_logins_total{outcome=\"limited\"} %llu\n",
+                        (unsigned long long)atomic_load(&srv->metrics.logins_ok),
+                        (unsigned long long)atomic_load(&srv->metrics.logins_failed),
+                        (unsigned long long)atomic_load(&srv->metrics.logins_limited));
+    evbuffer_add_printf(out,
+                        "# HELP meterhub_api_db_errors_total Failed database operations.\n"
+                        "# TYPE meterhub_api_db_errors_total counter\n"
+                        "meterhub_api_db_errors_total %llu\n",
+                        (unsigned long long)atomic_load(&srv->metrics.db_errors));
+}
+
+bool api_health_render(struct evbuffer *out, void *arg)
+{
+    api_server_t *srv = arg;
+    int ready = atomic_load(&srv->db_ready);
+    evbuffer_add_printf(out, "{\"status\":\"%s\",\"db_connections\":%d}\n",
+                        ready > 0 ? "ok" : "degraded", ready);
+    return ready > 0;
+}
