@@ -76,6 +76,7 @@ struct api_job {
     char token[MH_TOKEN_MAX]; /* the bearer token as sent ("" if none); wiped after use */
     json_t *in;               /* the request body (owned), or NULL */
     long long id;             /* a numeric path argument */
+    char path_id[33];         /* a 32-hex path argument ("" for a list) */
     char username[65];        /* login */
     char peer[64];            /* the client's address, for login limits */
     /* Out, set on the database thread. */
@@ -156,5 +157,8 @@ void api_run_login(api_job_t *job, PGconn *pg);
 void api_run_tokens_list(api_job_t *job, PGconn *pg);
 void api_run_token_delete(api_job_t *job, PGconn *pg);
 void api_run_me(api_job_t *job, PGconn *pg);
+void api_run_devices_read(api_job_t *job, PGconn *pg);
+void api_run_sensors_read(api_job_t *job, PGconn *pg);
+void api_run_device_revoke(api_job_t *job, PGconn *pg);
 
 #endif

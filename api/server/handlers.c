@@ -195,3 +195,127 @@ void api_run_me(api_job_t *job, PGconn *pg)
     job->status = 200;
     job->out = out;
 }
+
+/* ---- devices and sensors ---- */
+
+#define DEVICE_COLUMNS                                                                             \
+    "d.id, d.status, " ISO_UTC("d.created_at") ", " ISO_UTC("d.revoked_at") ", " ISO_UTC(          \
+        "d.last_seen") ", d.firmware_version, d.remote_upgrade,"                                   \
+                       " coalesce((SELECT json_agg(s.id ORDER BY s.sid) FROM sensors s"            \
+                       " WHERE s.device_did = d.did), '[]')"
+
+static json_t *device_json(const PGresult *r, int row)
+{
+    json_error_t jerr;
+    json_t *sensors = json_loads(PQgetvalue(r, row, 7), 0, &jerr);
+    json_t *ru =
+        PQgetisnull(r, row, 6) ? json_null() : json_boolean(PQgetvalue(r, row, 6)[0] == 't');
+    return json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o}", "id", PQgetvalue(r, row, 0),
+                     "status", PQgetvalue(r, row, 1), "created_at", text_or_null(r, row, 2),
+                     "revoked_at", text_or_null(r, row, 3), "last_seen", text_or_null(r, row, 4),
+                     "firmware_version", text_or_null(r, row, 5), "remote_upgrade", ru, "sensors",
+                     sensors ? sensors : json_array());
+}
+
+#define SENSOR_COLUMNS "s.id, d.id, s.kind, s.type, s.unit, " ISO_UTC("s.created_at")
+
+static json_t *sensor_json(const PGresult *r, int row)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "id", PQgetvalue(r, row, 0), "device",
+                     PQgetvalue(r, row, 1), "kind", PQgetvalue(r, row, 2), "type",
+                     PQgetvalue(r, row, 3), "unit", PQgetvalue(r, row, 4), "created_at",
+                     text_or_null(r, row, 5));
+}
+
+/*
+ * Runs a read of rows as the token's account: all of them (job->path_id empty) into
+ * {"<list_key>": [...]}, or the one with that id into a bare object, 404 when none. Row-level
+ * security decides what "all" means; the id is compared as text, so a malformed one is
+ * simply not found.
+ */
+static void run_read(api_job_t *job, PGconn *pg, const char *sql_all, const char *sql_one,
+                     const char *list_key, json_t *(*row_json)(const PGresult *, int),
+                     const char *what)
+{
+    PGresult *r = NULL;
+    if (api_db_begin_as(job, pg) < 0)
+        return;
+    if (job->path_id[0] == '\0') {
+        r = PQexec(pg, sql_all);
+    } else {
+        const char *values[1] = {job->path_id};
+        r = PQexecParams(pg, sql_one, 1, NULL, values, NULL, NULL, 0);
+    }
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        PQclear(r);
+        api_db_fail(job, pg, what);
+        return;
+    }
+    json_t *out;
+    if (job->path_id[0] == '\0') {
+        json_t *list = json_array();
+        for (int i = 0; i < PQntuples(r); i++)
+            json_array_append_new(list, row_json(r, i));
+        out = json_pack("{s:o}", list_key, list);
+    } else {
+        out = PQntuples(r) == 1 ? row_json(r, 0) : NULL;
+    }
+    PQclear(r);
+    if (api_db_commit(job, pg) != 0) {
+        json_decref(out);
+        return;
+    }
+    if (out == NULL) {
+        /* Another account's, or none: the same answer, so existence does not leak. */
+        api_job_error(job, 404, "not_found", "no such %s",
+                      list_key[0] == 'd' ? "device" : "sensor");
+        return;
+    }
+    job->status = 200;
+    job->out = out;
+}
+
+void api_run_devices_read(api_job_t *job, PGconn *pg)
+{
+    run_read(job, pg, "SELECT " DEVICE_COLUMNS " FROM devices d ORDER BY d.did",
+             "SELECT " DEVICE_COLUMNS " FROM devices d WHERE d.id = $1", "devices", device_json,
+             "reading devices");
+}
+
+void api_run_sensors_read(api_job_t *job, PGconn *pg)
+{
+    run_read(job, pg,
+             "SELECT " SENSOR_COLUMNS " FROM sensors s JOIN devices d ON d.did = s.device_did"
+             " ORDER BY s.sid",
+             "SELECT " SENSOR_COLUMNS " FROM sensors s JOIN devices d ON d.did = s.device_did"
+             " WHERE s.id = $1",
+             "sensors", sensor_json, "reading sensors");
+}
+
+void api_run_device_revoke(api_job_t *job, PGconn *pg)
+{
+    PGresult *r = NULL;
+    if (api_db_begin_as(job, pg) < 0)
+        return;
+    const char *values[1] = {job->path_id};
+    /* Revoking twice is fine (204 both times); only a device not ours is 404. */
+    r = PQexecParams(pg,
+                     "UPDATE devices SET status = 'revoked',"
+                     " revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING id",
+                     1, NULL, values, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        PQclear(r);
+        api_db_fail(job, pg, "revoking a device");
+        return;
+    }
+    int n = PQntuples(r);
+    PQclear(r);
+    if (api_db_commit(job, pg) != 0)
+        return;
+    if (n == 0) {
+        api_job_error(job, 404, "not_found", "no such device");
+        return;
+    }
+    mh_log(MH_LOG_INFO, "api: device %s revoked by its owner", job->path_id);
+    job->status = 204;
+}

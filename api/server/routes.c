@@ -310,6 +310,30 @@ static void authed(api_server_t *srv, struct evhttp_request *req, api_job_run_fn
     api_db_submit(srv, job);
 }
 
+/* A 32-hex id, copied into job->path_id by authed_id, or false. */
+static bool hex_id(const char *s)
+{
+    if (strlen(s) != 32)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+            return false;
+    return true;
+}
+
+static void authed_id(api_server_t *srv, struct evhttp_request *req, api_job_run_fn run,
+                      api_scope_t need, const char *id)
+{
+    api_job_t *job = job_new(srv, req, run, need);
+    if (id != NULL)
+        snprintf(job->path_id, sizeof(job->path_id), "%s", id);
+    if (!take_token(srv, req, job)) {
+        free(job);
+        return;
+    }
+    api_db_submit(srv, job);
+}
+
 static void method_not_allowed(api_server_t *srv, struct evhttp_request *req, const char *allow)
 {
     evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
@@ -346,6 +370,29 @@ void api_routes_handle(struct evhttp_request *req, void *arg)
             authed(srv, req, api_run_token_delete, API_SCOPE_MANAGE, id);
         else
             method_not_allowed(srv, req, "DELETE");
+        return;
+    }
+    if (strcmp(path, "/v1/devices") == 0 || strcmp(path, "/v1/sensors") == 0) {
+        if (m == EVHTTP_REQ_GET)
+            authed_id(srv, req, path[4] == 'd' ? api_run_devices_read : api_run_sensors_read,
+                      API_SCOPE_READ, NULL);
+        else
+            method_not_allowed(srv, req, "GET");
+        return;
+    }
+    if (strncmp(path, "/v1/devices/", 12) == 0 || strncmp(path, "/v1/sensors/", 12) == 0) {
+        bool device = path[4] == 'd';
+        if (!hex_id(path + 12)) {
+            send_error(srv, req, 404, "not_found", device ? "no such device" : "no such sensor", 0);
+            return;
+        }
+        if (m == EVHTTP_REQ_GET)
+            authed_id(srv, req, device ? api_run_devices_read : api_run_sensors_read,
+                      API_SCOPE_READ, path + 12);
+        else if (device && m == EVHTTP_REQ_DELETE)
+            authed_id(srv, req, api_run_device_revoke, API_SCOPE_MANAGE, path + 12);
+        else
+            method_not_allowed(srv, req, device ? "GET, DELETE" : "GET");
         return;
     }
     if (strcmp(path, "/v1/me") == 0) {
