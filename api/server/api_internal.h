@@ -63,6 +63,8 @@ typedef void (*api_job_run_fn)(api_job_t *job, PGconn *pg);
 
 typedef enum api_scope { API_SCOPE_NONE, API_SCOPE_READ, API_SCOPE_MANAGE } api_scope_t;
 
+typedef enum api_resolution { API_RES_RAW, API_RES_HOUR, API_RES_DAY } api_resolution_t;
+
 /*
  * One request on its way through the database. Owned by whoever holds it: the loop until
  * api_db_submit, the pool until the answer is queued back, then the loop, which frees it.
@@ -77,12 +79,20 @@ struct api_job {
     json_t *in;               /* the request body (owned), or NULL */
     long long id;             /* a numeric path argument */
     char path_id[33];         /* a 32-hex path argument ("" for a list) */
-    char username[65];        /* login */
-    char peer[64];            /* the client's address, for login limits */
+    struct {
+        int64_t from, to; /* [from, to), Unix seconds */
+        int resolution;   /* api_resolution_t */
+        long limit;       /* most points */
+        bool csv;         /* Accept: text/csv */
+    } range;
+    char username[65]; /* login */
+    char peer[64];     /* the client's address, for login limits */
     /* Out, set on the database thread. */
-    int status;           /* HTTP status; 0: not answered (500) */
-    json_t *out;          /* response body (owned); NULL: none (204) */
-    const char *err_code; /* error answer: code, and message in err_msg */
+    int status;            /* HTTP status; 0: not answered (500) */
+    json_t *out;           /* response body (owned); NULL: none (204) */
+    char *text;            /* or a text body (owned, malloc), e.g. CSV */
+    const char *text_type; /* its Content-Type */
+    const char *err_code;  /* error answer: code, and message in err_msg */
     char err_msg[256];
     int retry_after;   /* seconds, when > 0 */
     bool login_failed; /* a wrong username or password: counts against the limits */
@@ -160,5 +170,6 @@ void api_run_me(api_job_t *job, PGconn *pg);
 void api_run_devices_read(api_job_t *job, PGconn *pg);
 void api_run_sensors_read(api_job_t *job, PGconn *pg);
 void api_run_device_revoke(api_job_t *job, PGconn *pg);
+void api_run_readings(api_job_t *job, PGconn *pg);
 
 #endif

@@ -249,6 +249,7 @@ void api_db_stop(api_server_t *srv)
         api_job_t *next = srv->done_head->next;
         json_decref(srv->done_head->in);
         json_decref(srv->done_head->out);
+        free(srv->done_head->text);
         free(srv->done_head);
         srv->done_head = next;
     }

@@ -11,6 +11,7 @@
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 #include <openssl/crypto.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,10 +115,18 @@ void api_job_answer(api_job_t *job)
         send_error(srv, job->req, job->status, job->err_code, job->err_msg, job->retry_after);
     else if (job->status == 0)
         send_error(srv, job->req, 500, "internal", "the request was not answered", 0);
-    else {
+    else if (job->text != NULL) {
+        evhttp_add_header(evhttp_request_get_output_headers(job->req), "Content-Type",
+                          job->text_type);
+        evbuffer_add(evhttp_request_get_output_buffer(job->req), job->text, strlen(job->text));
+        evhttp_add_header(evhttp_request_get_output_headers(job->req), "Cache-Control", "no-store");
+        count_status(srv, job->status);
+        evhttp_send_reply(job->req, job->status, reason(job->status), NULL);
+    } else {
         send_json(srv, job->req, job->status, job->out, 0);
         job->out = NULL;
     }
+    free(job->text);
     json_decref(job->in);
     json_decref(job->out);
     OPENSSL_cleanse(job, sizeof(*job));
@@ -334,6 +343,107 @@ static void authed_id(api_server_t *srv, struct evhttp_request *req, api_job_run
     api_db_submit(srv, job);
 }
 
+/* A whole decimal number in [min, max], or false. */
+static bool parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+        return false;
+    *out = (int64_t)v;
+    return true;
+}
+
+#define API_READINGS_LIMIT_DEFAULT 1000
+#define API_READINGS_LIMIT_MAX 10000
+/* Timestamps accepted in a query: 1970 to 2100. */
+#define API_TS_MAX 4102444800LL
+
+/*
+ * GET /v1/sensors/{id}/readings?from=&to=[&resolution=raw|hour|day][&limit=]. Every query
+ * parameter is checked here; an unknown or repeated one is refused, not ignored.
+ */
+static void get_readings(api_server_t *srv, struct evhttp_request *req, const char *path_id)
+{
+    char id[33];
+    struct evkeyvalq params;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *query = evhttp_uri_get_query(uri);
+    bool have_from = false, have_to = false, have_res = false, have_limit = false;
+    int64_t from = 0, to = 0, limit = API_READINGS_LIMIT_DEFAULT;
+    int res = API_RES_RAW;
+    char msg[200];
+
+    snprintf(id, sizeof(id), "%.32s", path_id);
+    if (!hex_id(id)) {
+        send_error(srv, req, 404, "not_found", "no such sensor", 0);
+        return;
+    }
+    /* It initialises params, also when it fails. */
+    if (evhttp_parse_query_str(query != NULL ? query : "", &params) != 0) {
+        evhttp_clear_headers(&params);
+        send_error(srv, req, 400, "invalid_request", "malformed query string", 0);
+        return;
+    }
+    msg[0] = '\0';
+    for (struct evkeyval *kv = params.tqh_first; kv != NULL && msg[0] == '\0';
+         kv = kv->next.tqe_next) {
+        const char *k = kv->key, *v = kv->value;
+        bool *seen = strcmp(k, "from") == 0         ? &have_from
+                     : strcmp(k, "to") == 0         ? &have_to
+                     : strcmp(k, "resolution") == 0 ? &have_res
+                     : strcmp(k, "limit") == 0      ? &have_limit
+                                                    : NULL;
+        if (seen == NULL) {
+            snprintf(msg, sizeof(msg), "unknown parameter '%.40s' (from, to, resolution, limit)",
+                     k);
+        } else if (*seen) {
+            snprintf(msg, sizeof(msg), "parameter '%s' given twice", k);
+        } else if (seen == &have_from && !parse_int64(v, 0, API_TS_MAX, &from)) {
+            snprintf(msg, sizeof(msg), "from: Unix seconds, 0 to %lld", API_TS_MAX);
+        } else if (seen == &have_to && !parse_int64(v, 0, API_TS_MAX, &to)) {
+            snprintf(msg, sizeof(msg), "to: Unix seconds, 0 to %lld", API_TS_MAX);
+        } else if (seen == &have_limit && !parse_int64(v, 1, API_READINGS_LIMIT_MAX, &limit)) {
+            snprintf(msg, sizeof(msg), "limit: 1 to %d", API_READINGS_LIMIT_MAX);
+        } else if (seen == &have_res) {
+            if (strcmp(v, "raw") == 0)
+                res = API_RES_RAW;
+            else if (strcmp(v, "hour") == 0)
+                res = API_RES_HOUR;
+            else if (strcmp(v, "day") == 0)
+                res = API_RES_DAY;
+            else
+                snprintf(msg, sizeof(msg), "resolution: raw, hour or day");
+        }
+        if (seen != NULL)
+            *seen = true;
+    }
+    evhttp_clear_headers(&params);
+    if (msg[0] == '\0' && (!have_from || !have_to))
+        snprintf(msg, sizeof(msg), "from and to are required (Unix seconds, [from, to))");
+    if (msg[0] == '\0' && to <= from)
+        snprintf(msg, sizeof(msg), "to must be after from");
+    if (msg[0] != '\0') {
+        send_error(srv, req, 400, "invalid_request", msg, 0);
+        return;
+    }
+
+    api_job_t *job = job_new(srv, req, api_run_readings, API_SCOPE_READ);
+    snprintf(job->path_id, sizeof(job->path_id), "%s", id);
+    job->range.from = from;
+    job->range.to = to;
+    job->range.resolution = res;
+    job->range.limit = (long)limit;
+    const char *accept = evhttp_find_header(evhttp_request_get_input_headers(req), "Accept");
+    job->range.csv = accept != NULL && strstr(accept, "text/csv") != NULL;
+    if (!take_token(srv, req, job)) {
+        free(job);
+        return;
+    }
+    api_db_submit(srv, job);
+}
+
 static void method_not_allowed(api_server_t *srv, struct evhttp_request *req, const char *allow)
 {
     evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
@@ -376,6 +486,14 @@ void api_routes_handle(struct evhttp_request *req, void *arg)
         if (m == EVHTTP_REQ_GET)
             authed_id(srv, req, path[4] == 'd' ? api_run_devices_read : api_run_sensors_read,
                       API_SCOPE_READ, NULL);
+        else
+            method_not_allowed(srv, req, "GET");
+        return;
+    }
+    if (strncmp(path, "/v1/sensors/", 12) == 0 && strlen(path) == 12 + 32 + 9 &&
+        strcmp(path + 44, "/readings") == 0) {
+        if (m == EVHTTP_REQ_GET)
+            get_readings(srv, req, path + 12);
         else
             method_not_allowed(srv, req, "GET");
         return;
