@@ -171,5 +171,8 @@ void api_run_devices_read(api_job_t *job, PGconn *pg);
 void api_run_sensors_read(api_job_t *job, PGconn *pg);
 void api_run_device_revoke(api_job_t *job, PGconn *pg);
 void api_run_readings(api_job_t *job, PGconn *pg);
+void api_run_sharing_get(api_job_t *job, PGconn *pg);
+void api_run_sharing_put(api_job_t *job, PGconn *pg);
+void api_run_audit(api_job_t *job, PGconn *pg);
 
 #endif

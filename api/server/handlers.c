@@ -433,3 +433,192 @@ void api_run_readings(api_job_t *job, PGconn *pg)
     }
     job->status = 200;
 }
+
+/* ---- sharing and audit ---- */
+
+/* The sharing settings of sensor $1 as one JSON object (text), or no row when the bound
+ * account has no such sensor. */
+static const char sharing_sql[] =
+    "SELECT json_build_object('sensor', s.id,"
+    " 'visibility', coalesce(sh.visibility, 'private'),"
+    " 'grants', coalesce((SELECT json_agg(json_build_object('account',"
+    " api_account_name(g.grantee_id), 'resolution', g.resolution) ORDER BY g.grantee_id)"
+    " FROM sensor_grants g WHERE g.sensor_sid = s.sid), '[]'),"
+    " 'public_resolution', coalesce(sh.public_resolution, 'day'),"
+    " 'public_delay_hours', coalesce(sh.public_delay_hours, 24))::text, s.sid"
+    " FROM sensors s LEFT JOIN sensor_sharing sh ON sh.sensor_sid = s.sid WHERE s.id = $1";
+
+/* Reads the settings into *text (malloc'd) and *sid. Returns 1, 0 when not found, -1 after
+ * api_db_fail. */
+static int sharing_read(api_job_t *job, PGconn *pg, char **text, char *sid, size_t sidlen)
+{
+    const char *values[1] = {job->path_id};
+    PGresult *r = PQexecParams(pg, sharing_sql, 1, NULL, values, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        PQclear(r);
+        api_db_fail(job, pg, "reading sharing");
+        return -1;
+    }
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        return 0;
+    }
+    *text = strdup(PQgetvalue(r, 0, 0));
+    snprintf(sid, sidlen, "%s", PQgetvalue(r, 0, 1));
+    PQclear(r);
+    return *text != NULL ? 1 : -1;
+}
+
+static void answer_json_text(api_job_t *job, const char *text)
+{
+    json_error_t jerr;
+    job->out = json_loads(text, 0, &jerr);
+    job->status = job->out != NULL ? 200 : 500;
+    if (job->out == NULL)
+        api_job_error(job, 500, "internal", "unexpected answer from the database");
+}
+
+void api_run_sharing_get(api_job_t *job, PGconn *pg)
+{
+    char *text = NULL, sid[24];
+    if (api_db_begin_as(job, pg) < 0)
+        return;
+    int found = sharing_read(job, pg, &text, sid, sizeof(sid));
+    if (found < 0)
+        return;
+    if (api_db_commit(job, pg) != 0) {
+        free(text);
+        return;
+    }
+    if (found == 0) {
+        api_job_error(job, 404, "not_found", "no such sensor");
+        return;
+    }
+    answer_json_text(job, text);
+    free(text);
+}
+
+/* Runs one statement of the sharing change; false after api_db_fail. */
+static bool step(api_job_t *job, PGconn *pg, const char *sql, int n, const char *const *values,
+                 PGresult **out)
+{
+    PGresult *r = PQexecParams(pg, sql, n, NULL, values, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+        PQclear(r);
+        api_db_fail(job, pg, "changing sharing");
+        return false;
+    }
+    if (out != NULL)
+        *out = r;
+    else
+        PQclear(r);
+    return true;
+}
+
+void api_run_sharing_put(api_job_t *job, PGconn *pg)
+{
+    char *before = NULL, *after = NULL, *grants = NULL, sid[24], acc[24], delay[16];
+    PGresult *r = NULL;
+    long long account = api_db_begin_as(job, pg);
+    if (account < 0)
+        return;
+    int found = sharing_read(job, pg, &before, sid, sizeof(sid));
+    if (found <= 0) {
+        if (found == 0) {
+            api_db_commit(job, pg);
+            api_job_error(job, 404, "not_found", "no such sensor");
+        }
+        return;
+    }
+    snprintf(acc, sizeof(acc), "%lld", account);
+    snprintf(delay, sizeof(delay), "%lld",
+             json_integer_value(json_object_get(job->in, "public_delay_hours")));
+    grants = json_dumps(json_object_get(job->in, "grants"), JSON_COMPACT);
+    const char *visibility = json_string_value(json_object_get(job->in, "visibility"));
+    const char *pubres = json_string_value(json_object_get(job->in, "public_resolution"));
+
+    /* Every grantee must be another existing account. */
+    const char *check[2] = {grants, acc};
+    if (!step(job, pg,
+              "SELECT x.account FROM json_to_recordset($1::json) AS x (account text)"
+              " WHERE api_account_id(x.account) IS NULL OR api_account_id(x.account) = $2::bigint"
+              " LIMIT 1",
+              2, check, &r))
+        goto done;
+    if (PQntuples(r) == 1) {
+        char name[80];
+        snprintf(name, sizeof(name), "%.64s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+        r = NULL;
+        PGresult *rb = PQexec(pg, "ROLLBACK");
+        PQclear(rb);
+        api_job_error(job, 400, "invalid_request",
+                      "grants: '%s' is not another account (no such account, or yourself)", name);
+        goto done;
+    }
+    PQclear(r);
+    r = NULL;
+    const char *upsert[5] = {sid, acc, visibility, pubres, delay};
+    const char *del[1] = {sid};
+    const char *ins[3] = {sid, acc, grants};
+    if (!step(job, pg,
+              "INSERT INTO sensor_sharing AS o (sensor_sid, account_id, visibility,"
+              " public_resolution, public_delay_hours) VALUES ($1, $2, $3, $4, $5)"
+              " ON CONFLICT (sensor_sid) DO UPDATE SET visibility = excluded.visibility,"
+              " public_resolution = excluded.public_resolution,"
+              " public_delay_hours = excluded.public_delay_hours, updated_at = now()",
+              5, upsert, NULL) ||
+        !step(job, pg, "DELETE FROM sensor_grants WHERE sensor_sid = $1", 1, del, NULL) ||
+        !step(job, pg,
+              "INSERT INTO sensor_grants (sensor_sid, account_id, grantee_id, resolution)"
+              " SELECT $1, $2, api_account_id(x.account), x.resolution"
+              " FROM json_to_recordset($3::json) AS x (account text, resolution text)",
+              3, ins, NULL))
+        goto done;
+    if (sharing_read(job, pg, &after, sid, sizeof(sid)) <= 0)
+        goto done;
+    const char *audit[4] = {acc, job->path_id, before, after};
+    if (!step(job, pg,
+              "INSERT INTO audit_log (account_id, actor_id, kind, sensor_id, detail)"
+              " VALUES ($1, $1, 'sharing_changed', $2,"
+              " jsonb_build_object('before', $3::jsonb, 'after', $4::jsonb))",
+              4, audit, NULL))
+        goto done;
+    if (api_db_commit(job, pg) != 0)
+        goto done;
+    mh_log(MH_LOG_INFO, "api: sharing of sensor %s changed by its owner", job->path_id);
+    answer_json_text(job, after);
+done:
+    free(before);
+    free(after);
+    free(grants);
+}
+
+void api_run_audit(api_job_t *job, PGconn *pg)
+{
+    PGresult *r = NULL;
+    if (api_db_begin_as(job, pg) < 0)
+        return;
+    r = PQexec(pg,
+               "SELECT coalesce(json_agg(json_build_object('id', id, 'at', " ISO_UTC(
+                   "at") ", 'actor', api_account_name(actor_id), 'kind', kind,"
+                         " 'sensor', sensor_id, 'detail', detail) ORDER BY id DESC), '[]')::text"
+                         " FROM (SELECT * FROM audit_log ORDER BY id DESC LIMIT 1000) a");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        PQclear(r);
+        api_db_fail(job, pg, "reading the audit trail");
+        return;
+    }
+    char *text = strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (text == NULL || api_db_commit(job, pg) != 0) {
+        free(text);
+        return;
+    }
+    json_error_t jerr;
+    json_t *entries = json_loads(text, 0, &jerr);
+    free(text);
+    job->out = json_pack("{s:o}", "entries", entries ? entries : json_array());
+    job->status = 200;
+}

@@ -444,6 +444,92 @@ static void get_readings(api_server_t *srv, struct evhttp_request *req, const ch
     api_db_submit(srv, job);
 }
 
+static bool one_of(const char *v, const char *const *set)
+{
+    for (; *set; set++)
+        if (strcmp(v, *set) == 0)
+            return true;
+    return false;
+}
+
+#define API_MAX_GRANTS 100
+
+/*
+ * PUT /v1/sensors/{id}/sharing {"visibility", "grants"?, "public_resolution"?,
+ * "public_delay_hours"?}: checked whole here, defaults filled in, then run.
+ */
+static void put_sharing(api_server_t *srv, struct evhttp_request *req, const char *id)
+{
+    static const char *const visibilities[] = {"private", "shared", "public", NULL};
+    static const char *const public_resolutions[] = {"hour", "day", NULL};
+    static const char *const resolutions[] = {"raw", "minute", "15min", "hour",
+                                              "day", "month",  NULL};
+    json_t *in = read_json(srv, req);
+    const char *vis = NULL, *pubres = "day";
+    json_t *grants = NULL, *delay = NULL;
+    json_error_t jerr;
+    char msg[300];
+
+    if (in == NULL)
+        return;
+    msg[0] = '\0';
+    if (json_unpack_ex(in, &jerr, JSON_STRICT, "{s:s, s?:o, s?:s, s?:o}", "visibility", &vis,
+                       "grants", &grants, "public_resolution", &pubres, "public_delay_hours",
+                       &delay) != 0)
+        snprintf(msg, sizeof(msg),
+                 "%s (fields: visibility, grants, public_resolution, public_delay_hours)",
+                 jerr.text);
+    else if (!one_of(vis, visibilities))
+        snprintf(msg, sizeof(msg), "visibility: private, shared or public");
+    else if (!one_of(pubres, public_resolutions))
+        snprintf(msg, sizeof(msg), "public_resolution: hour or day");
+    else if (delay != NULL && (!json_is_integer(delay) || json_integer_value(delay) < 1 ||
+                               json_integer_value(delay) > 8760))
+        snprintf(msg, sizeof(msg), "public_delay_hours: whole hours, 1 to 8760");
+    else if (grants != NULL && (!json_is_array(grants) || json_array_size(grants) > API_MAX_GRANTS))
+        snprintf(msg, sizeof(msg), "grants: a list of at most %d {account, resolution}",
+                 API_MAX_GRANTS);
+    else if (grants != NULL && json_array_size(grants) > 0 && strcmp(vis, "shared") != 0)
+        snprintf(msg, sizeof(msg), "grants: only a shared sensor has grants");
+    for (size_t i = 0; msg[0] == '\0' && grants != NULL && i < json_array_size(grants); i++) {
+        const char *account = NULL, *res = NULL;
+        if (json_unpack_ex(json_array_get(grants, i), &jerr, JSON_STRICT, "{s:s, s:s}", "account",
+                           &account, "resolution", &res) != 0)
+            snprintf(msg, sizeof(msg), "grants[%zu]: %s (fields: account, resolution)", i,
+                     jerr.text);
+        else if (!printable(account, 64))
+            snprintf(msg, sizeof(msg), "grants[%zu].account: 1 to 64 printable characters", i);
+        else if (!one_of(res, resolutions))
+            snprintf(msg, sizeof(msg),
+                     "grants[%zu].resolution: raw, minute, 15min, hour, day or month", i);
+        for (size_t j = 0; msg[0] == '\0' && j < i; j++)
+            if (strcmp(account, json_string_value(
+                                    json_object_get(json_array_get(grants, j), "account"))) == 0)
+                snprintf(msg, sizeof(msg), "grants[%zu]: '%.64s' is granted twice", i, account);
+    }
+    if (msg[0] != '\0') {
+        json_decref(in);
+        send_error(srv, req, 400, "invalid_request", msg, 0);
+        return;
+    }
+    /* The run function reads the resolved values, defaults included, from the body. */
+    json_object_set_new(in, "public_resolution", json_string(pubres));
+    json_object_set_new(in, "public_delay_hours",
+                        json_integer(delay ? json_integer_value(delay) : 24));
+    if (grants == NULL)
+        json_object_set_new(in, "grants", json_array());
+
+    api_job_t *job = job_new(srv, req, api_run_sharing_put, API_SCOPE_MANAGE);
+    snprintf(job->path_id, sizeof(job->path_id), "%s", id);
+    job->in = in;
+    if (!take_token(srv, req, job)) {
+        json_decref(job->in);
+        free(job);
+        return;
+    }
+    api_db_submit(srv, job);
+}
+
 static void method_not_allowed(api_server_t *srv, struct evhttp_request *req, const char *allow)
 {
     evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
@@ -494,6 +580,27 @@ void api_routes_handle(struct evhttp_request *req, void *arg)
         strcmp(path + 44, "/readings") == 0) {
         if (m == EVHTTP_REQ_GET)
             get_readings(srv, req, path + 12);
+        else
+            method_not_allowed(srv, req, "GET");
+        return;
+    }
+    if (strncmp(path, "/v1/sensors/", 12) == 0 && strlen(path) == 12 + 32 + 8 &&
+        strcmp(path + 44, "/sharing") == 0) {
+        char id[33];
+        snprintf(id, sizeof(id), "%.32s", path + 12);
+        if (!hex_id(id))
+            send_error(srv, req, 404, "not_found", "no such sensor", 0);
+        else if (m == EVHTTP_REQ_GET)
+            authed_id(srv, req, api_run_sharing_get, API_SCOPE_READ, id);
+        else if (m == EVHTTP_REQ_PUT)
+            put_sharing(srv, req, id);
+        else
+            method_not_allowed(srv, req, "GET, PUT");
+        return;
+    }
+    if (strcmp(path, "/v1/audit") == 0) {
+        if (m == EVHTTP_REQ_GET)
+            authed(srv, req, api_run_audit, API_SCOPE_READ, 0);
         else
             method_not_allowed(srv, req, "GET");
         return;
