@@ -63,34 +63,6 @@ int ing_metrics_status_index(int status)
     }
 }
 
-static const char *reason_phrase(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 400:
-        return "Bad Request";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 409:
-        return "Conflict";
-    case 413:
-        return "Payload Too Large";
-    case 415:
-        return "Unsupported Media Type";
-    case 429:
-        return "Too Many Requests";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Internal Server Error";
-    }
-}
-
 static void send_json(ing_worker_t *w, struct evhttp_request *req, int status, json_t *body)
 {
     struct evkeyvalq *hdr = evhttp_request_get_output_headers(req);
@@ -104,7 +76,8 @@ static void send_json(ing_worker_t *w, struct evhttp_request *req, int status, j
     json_decref(body);
     atomic_fetch_add_explicit(&w->metrics.requests[ing_metrics_status_index(status)], 1,
                               memory_order_relaxed);
-    evhttp_send_reply(req, status, reason_phrase(status), NULL);
+    /* NULL: libevent supplies the standard reason phrase. */
+    evhttp_send_reply(req, status, NULL, NULL);
 }
 
 static void send_error(ing_worker_t *w, struct evhttp_request *req, int status, const char *code,

@@ -30,6 +30,48 @@ static json_t *token_json(const PGresult *r, int row)
                      text_or_null(r, row, 5));
 }
 
+/*
+ * Runs a statement of n text parameters in the open transaction. Returns the result (owned)
+ * or NULL after api_db_fail.
+ */
+static PGresult *exec_in_tx(api_job_t *job, PGconn *pg, const char *sql, int n,
+                            const char *const *values, const char *what)
+{
+    PGresult *r = PQexecParams(pg, sql, n, NULL, values, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+        PQclear(r);
+        api_db_fail(job, pg, what);
+        return NULL;
+    }
+    return r;
+}
+
+/*
+ * As the token's account: one UPDATE ... RETURNING of at most one row, keyed by value, then
+ * commit. Answers 204, or 404 with not_found when no row was the account's to change (another
+ * account's and a missing one look the same). Returns true when a row changed.
+ */
+static bool run_update_one(api_job_t *job, PGconn *pg, const char *sql, const char *value,
+                           const char *what, const char *not_found)
+{
+    if (api_db_begin_as(job, pg) < 0)
+        return false;
+    PGresult *r = exec_in_tx(job, pg, sql, 1, &value, what);
+    if (r == NULL)
+        return false;
+    int n = PQntuples(r);
+    PQclear(r);
+    if (api_db_commit(job, pg) != 0)
+        return false;
+    if (n == 0) {
+        api_job_error(job, 404, "not_found", "%s", not_found);
+        return false;
+    }
+    job->status = 204;
+    return true;
+}
+
 void api_run_login(api_job_t *job, PGconn *pg)
 {
     const char *password = json_string_value(json_object_get(job->in, "password"));
@@ -141,30 +183,12 @@ void api_run_tokens_list(api_job_t *job, PGconn *pg)
 void api_run_token_delete(api_job_t *job, PGconn *pg)
 {
     char id[24];
-    PGresult *r = NULL;
-    if (api_db_begin_as(job, pg) < 0)
-        return;
     snprintf(id, sizeof(id), "%lld", job->id);
-    const char *values[1] = {id};
-    r = PQexecParams(pg,
-                     "UPDATE api_tokens SET revoked_at = now()"
-                     " WHERE id = $1::bigint AND revoked_at IS NULL RETURNING id",
-                     1, NULL, values, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        PQclear(r);
-        api_db_fail(job, pg, "revoking a token");
-        return;
-    }
-    int n = PQntuples(r);
-    PQclear(r);
-    if (api_db_commit(job, pg) != 0)
-        return;
-    if (n == 0) {
-        /* Another account's token, one already revoked, or none: the same answer. */
-        api_job_error(job, 404, "not_found", "no such token");
-        return;
-    }
-    job->status = 204;
+    /* Another account's token, one already revoked, or none: the same answer. */
+    run_update_one(job, pg,
+                   "UPDATE api_tokens SET revoked_at = now()"
+                   " WHERE id = $1::bigint AND revoked_at IS NULL RETURNING id",
+                   id, "revoking a token", "no such token");
 }
 
 void api_run_me(api_job_t *job, PGconn *pg)
@@ -294,45 +318,30 @@ void api_run_sensors_read(api_job_t *job, PGconn *pg)
 
 void api_run_device_revoke(api_job_t *job, PGconn *pg)
 {
-    PGresult *r = NULL;
-    if (api_db_begin_as(job, pg) < 0)
-        return;
-    const char *values[1] = {job->path_id};
     /* Revoking twice is fine (204 both times); only a device not ours is 404. */
-    r = PQexecParams(pg,
-                     "UPDATE devices SET status = 'revoked',"
-                     " revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING id",
-                     1, NULL, values, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        PQclear(r);
-        api_db_fail(job, pg, "revoking a device");
-        return;
-    }
-    int n = PQntuples(r);
-    PQclear(r);
-    if (api_db_commit(job, pg) != 0)
-        return;
-    if (n == 0) {
-        api_job_error(job, 404, "not_found", "no such device");
-        return;
-    }
-    mh_log(MH_LOG_INFO, "api: device %s revoked by its owner", job->path_id);
-    job->status = 204;
+    if (run_update_one(job, pg,
+                       "UPDATE devices SET status = 'revoked',"
+                       " revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING id",
+                       job->path_id, "revoking a device", "no such device"))
+        mh_log(MH_LOG_INFO, "api: device %s revoked by its owner", job->path_id);
 }
 
 /* ---- readings ---- */
 
 /* Buckets of a rollup table, each with its value: the mean for a gauge, the last reading (the
  * meter's index) for a counter; NULL for a bucket without readings. $1 sid, $2 from, $3 to,
- * $4 limit + 1, $5 the sensor's type. */
+ * $4 limit + 1, $5 the sensor's type. The series itself stops after $4 buckets: a query over a
+ * century must not make PostgreSQL build a million buckets to return a thousand. */
 #define BUCKETS_SQL(unit, table)                                                                   \
     "SELECT extract(epoch FROM b)::bigint,"                                                        \
     " CASE WHEN r.n IS NULL THEN NULL WHEN $5 = 'counter' THEN r.last_value"                       \
     " ELSE r.sum / r.n END"                                                                        \
     " FROM generate_series(date_trunc('" unit "', to_timestamp($2), 'UTC'),"                       \
-    " to_timestamp($3) - interval '1 microsecond', interval '1 " unit "') AS b"                    \
+    " least(to_timestamp($3) - interval '1 microsecond',"                                          \
+    " date_trunc('" unit "', to_timestamp($2), 'UTC') + ($4::int - 1) * interval '1 " unit "'),"   \
+    " interval '1 " unit "') AS b"                                                                 \
     " LEFT JOIN " table " r ON r.sensor = $1::bigint AND r.bucket = b"                             \
-    " ORDER BY b LIMIT $4"
+    " ORDER BY b LIMIT $4::int"
 
 static const char *const readings_sql[] = {
     [API_RES_RAW] = "SELECT extract(epoch FROM ts)::bigint, value FROM readings"
@@ -347,14 +356,23 @@ static const char *const resolution_names[] = {"raw", "hour", "day"};
 /* CSV of the rows: "ts,value", an empty value for a gap. Returns a malloc'd string. */
 static char *readings_csv(const PGresult *r, int n)
 {
-    size_t cap = 16 + (size_t)n * 48, len = 0;
+    static const char header[] = "ts,value\n";
+    size_t cap = sizeof(header), len = sizeof(header) - 1;
+    for (int i = 0; i < n; i++)
+        cap += (size_t)PQgetlength(r, i, 0) + (size_t)PQgetlength(r, i, 1) + 2;
     char *out = malloc(cap);
     if (out == NULL)
         return NULL;
-    len += (size_t)snprintf(out, cap, "ts,value\n");
-    for (int i = 0; i < n; i++)
-        len += (size_t)snprintf(out + len, cap - len, "%s,%s\n", PQgetvalue(r, i, 0),
-                                PQgetisnull(r, i, 1) ? "" : PQgetvalue(r, i, 1));
+    memcpy(out, header, len);
+    for (int i = 0; i < n; i++) {
+        size_t a = (size_t)PQgetlength(r, i, 0), b = (size_t)PQgetlength(r, i, 1);
+        memcpy(out + len, PQgetvalue(r, i, 0), a);
+        out[len + a] = ',';
+        memcpy(out + len + a + 1, PQgetvalue(r, i, 1), b); /* "" for a NULL */
+        out[len + a + 1 + b] = '\n';
+        len += a + b + 2;
+    }
+    out[len] = '\0';
     return out;
 }
 
@@ -502,13 +520,9 @@ void api_run_sharing_get(api_job_t *job, PGconn *pg)
 static bool step(api_job_t *job, PGconn *pg, const char *sql, int n, const char *const *values,
                  PGresult **out)
 {
-    PGresult *r = PQexecParams(pg, sql, n, NULL, values, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-        PQclear(r);
-        api_db_fail(job, pg, "changing sharing");
+    PGresult *r = exec_in_tx(job, pg, sql, n, values, "changing sharing");
+    if (r == NULL)
         return false;
-    }
     if (out != NULL)
         *out = r;
     else

@@ -31,41 +31,13 @@ static void count_status(api_server_t *srv, int status)
     atomic_fetch_add_explicit(&srv->metrics.requests[i], 1, memory_order_relaxed);
 }
 
-static const char *reason(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 204:
-        return "No Content";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 413:
-        return "Payload Too Large";
-    case 415:
-        return "Unsupported Media Type";
-    case 429:
-        return "Too Many Requests";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Internal Server Error";
-    }
-}
-
-/* Sends status with body (taken; NULL: no body), and counts it. */
-static void send_json(api_server_t *srv, struct evhttp_request *req, int status, json_t *body,
-                      int retry_after)
+/*
+ * Sends status with a body of content type (NULL: none) and counts it; NULL reason: libevent
+ * supplies the standard phrase. The body is wiped from our copy once queued: a fresh token may
+ * be in it.
+ */
+static void send_body(api_server_t *srv, struct evhttp_request *req, int status, const char *type,
+                      const char *body, int retry_after)
 {
     struct evkeyvalq *hdr = evhttp_request_get_output_headers(req);
     evhttp_add_header(hdr, "Cache-Control", "no-store");
@@ -76,19 +48,25 @@ static void send_json(api_server_t *srv, struct evhttp_request *req, int status,
     }
     if (status == 401)
         evhttp_add_header(hdr, "WWW-Authenticate", "Bearer realm=\"meterhub\"");
-    if (body != NULL) {
-        char *text = json_dumps(body, JSON_COMPACT);
-        evhttp_add_header(hdr, "Content-Type", "application/json");
-        if (text != NULL) {
-            evbuffer_add(evhttp_request_get_output_buffer(req), text, strlen(text));
-            /* A fresh token may be in it. */
-            OPENSSL_cleanse(text, strlen(text));
-            free(text);
-        }
-        json_decref(body);
+    if (type != NULL && body != NULL) {
+        evhttp_add_header(hdr, "Content-Type", type);
+        evbuffer_add(evhttp_request_get_output_buffer(req), body, strlen(body));
     }
     count_status(srv, status);
-    evhttp_send_reply(req, status, reason(status), NULL);
+    evhttp_send_reply(req, status, NULL, NULL);
+}
+
+/* Sends status with body (taken; NULL: no body). */
+static void send_json(api_server_t *srv, struct evhttp_request *req, int status, json_t *body,
+                      int retry_after)
+{
+    char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    send_body(srv, req, status, "application/json", text, retry_after);
+    if (text != NULL) {
+        OPENSSL_cleanse(text, strlen(text));
+        free(text);
+    }
+    json_decref(body);
 }
 
 static void send_error(api_server_t *srv, struct evhttp_request *req, int status, const char *code,
@@ -116,12 +94,7 @@ void api_job_answer(api_job_t *job)
     else if (job->status == 0)
         send_error(srv, job->req, 500, "internal", "the request was not answered", 0);
     else if (job->text != NULL) {
-        evhttp_add_header(evhttp_request_get_output_headers(job->req), "Content-Type",
-                          job->text_type);
-        evbuffer_add(evhttp_request_get_output_buffer(job->req), job->text, strlen(job->text));
-        evhttp_add_header(evhttp_request_get_output_headers(job->req), "Cache-Control", "no-store");
-        count_status(srv, job->status);
-        evhttp_send_reply(job->req, job->status, reason(job->status), NULL);
+        send_body(srv, job->req, job->status, job->text_type, job->text, 0);
     } else {
         send_json(srv, job->req, job->status, job->out, 0);
         job->out = NULL;

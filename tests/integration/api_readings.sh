@@ -79,6 +79,10 @@ t_eq "  the last reading of the day(s) it has" 1090 \
     "$(jq -r '[.points[] | select(.[1] != null)] | last | .[1]' "$T_BODY")"
 t_eq "  two days" 2 "$(field '.points | length')"
 
+t_eq "a century of hours" 200 "$(t_api GET "$(q "$counter" "from=0&to=4102444800&resolution=hour")" "$alice")"
+t_eq "  is paged at the default limit" "1000 3600000" "$(field '"\(.points | length) \(.next_from)"')"
+t_like "  with the standard reason phrase" '^HTTP/1.1 200 OK' "$(head -n 1 "$T_HEADERS" | tr -d '\r')"
+
 # --- CSV ---------------------------------------------------------------------------------------
 t_eq "CSV on request" 200 "$(t_api GET "$(q "$counter" "from=$start&to=$((start + 3600))")" "$alice" -H 'Accept: text/csv')"
 t_eq "  header and rows" "ts,value $start,1000 $((start + 1800)),1010" "$(paste -sd' ' "$T_BODY")"
