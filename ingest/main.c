@@ -5,12 +5,12 @@
  */
 #include "ingest_internal.h"
 
+#include "common/cli.h"
 #include "common/log.h"
 #include "common/ops.h"
 #include "common/pg.h"
 
 #include <event2/thread.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,59 +89,24 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'}, {"set", required_argument, NULL, 's'},
-        {"check", no_argument, NULL, 'k'},        {"dump", no_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     static ing_main_t m;
     mh_cfg_section_t sections[3];
-    const char *config_path = NULL;
-    bool check = false, dump = false;
+    mh_cli_t cli;
     char err[512];
-    int rc = 1, opt;
-    char **overrides = calloc((size_t)argc, sizeof(char *));
-    int noverrides = 0;
+    int rc;
     struct event *refresh_ev = NULL, *sigterm_ev = NULL, *sigint_ev = NULL;
     mh_ops_server_t *ops = NULL;
     bool srv_inited = false;
 
     mh_log_init("meterhub-ingest");
     mh_log_capture_libevent();
-    while ((opt = getopt_long(argc, argv, "c:s:h", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'c':
-            config_path = optarg;
-            break;
-        case 's':
-            overrides[noverrides++] = optarg;
-            break;
-        case 'k':
-            check = true;
-            break;
-        case 'd':
-            dump = true;
-            break;
-        case 'h':
-            usage(stdout);
-            free(overrides);
-            return 0;
-        default:
-            usage(stderr);
-            free(overrides);
-            return 2;
-        }
-    }
-    if (config_path == NULL || optind != argc) {
-        usage(stderr);
-        free(overrides);
-        return 2;
-    }
     ing_settings_sections(&m.cfg, sections);
-    if (mh_config_load(config_path, sections, 3, err, sizeof(err)) != 0)
+    rc = mh_cli_parse(&cli, argc, argv, usage);
+    if (rc != MH_CLI_RUN)
+        goto done;
+    rc = 1;
+    if (mh_cli_load(&cli, sections, 3, err, sizeof(err)) != 0)
         goto config_fail;
-    for (int i = 0; i < noverrides; i++)
-        if (mh_config_set(sections, 3, overrides[i], err, sizeof(err)) != 0)
-            goto config_fail;
     if (ing_settings_validate(&m.cfg, err, sizeof(err)) != 0)
         goto config_fail;
     mh_log_level_t level;
@@ -150,9 +115,9 @@ int main(int argc, char **argv)
         goto config_fail;
     }
     mh_log_set_level(level);
-    if (dump)
+    if (cli.dump)
         mh_config_dump(stdout, sections, 3);
-    if (check) {
+    if (cli.check) {
         printf("configuration OK\n");
         rc = 0;
         goto done;
@@ -213,6 +178,6 @@ done:
     if (m.base)
         event_base_free(m.base);
     mh_config_dispose(sections, 3);
-    free(overrides);
+    mh_cli_dispose(&cli);
     return rc;
 }

@@ -5,6 +5,7 @@
  */
 #include "api_internal.h"
 
+#include "common/cli.h"
 #include "common/evloop.h"
 #include "common/log.h"
 #include "common/ops.h"
@@ -13,7 +14,6 @@
 #include <arpa/inet.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/thread.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,61 +60,25 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'}, {"set", required_argument, NULL, 's'},
-        {"check", no_argument, NULL, 'k'},        {"dump", no_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     static api_settings_t cfg;
     static api_server_t srv;
     mh_cfg_section_t sections[API_NSECTIONS];
-    const char *config_path = NULL;
-    bool check = false, dump = false, db_started = false;
+    mh_cli_t cli;
+    bool db_started = false;
     char err[512];
-    int rc = 1, opt;
-    char **overrides = calloc((size_t)argc, sizeof(char *));
-    int noverrides = 0;
+    int rc;
     struct event *sigterm_ev = NULL, *sigint_ev = NULL;
     mh_ops_server_t *ops = NULL;
 
     mh_log_init("meterhub-api");
     mh_log_capture_libevent();
-    if (overrides == NULL)
-        return 1;
-    while ((opt = getopt_long(argc, argv, "c:s:h", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'c':
-            config_path = optarg;
-            break;
-        case 's':
-            overrides[noverrides++] = optarg;
-            break;
-        case 'k':
-            check = true;
-            break;
-        case 'd':
-            dump = true;
-            break;
-        case 'h':
-            usage(stdout);
-            free(overrides);
-            return 0;
-        default:
-            usage(stderr);
-            free(overrides);
-            return 2;
-        }
-    }
-    if (config_path == NULL || optind != argc) {
-        usage(stderr);
-        free(overrides);
-        return 2;
-    }
     api_settings_sections(&cfg, sections);
-    if (mh_config_load(config_path, sections, API_NSECTIONS, err, sizeof(err)) != 0)
+    rc = mh_cli_parse(&cli, argc, argv, usage);
+    if (rc != MH_CLI_RUN)
+        goto done;
+    rc = 1;
+    if (mh_cli_load(&cli, sections, API_NSECTIONS, err, sizeof(err)) != 0)
         goto config_fail;
-    for (int i = 0; i < noverrides; i++)
-        if (mh_config_set(sections, API_NSECTIONS, overrides[i], err, sizeof(err)) != 0)
-            goto config_fail;
     if (api_settings_validate(&cfg, err, sizeof(err)) != 0)
         goto config_fail;
     mh_log_level_t level;
@@ -123,9 +87,9 @@ int main(int argc, char **argv)
         goto config_fail;
     }
     mh_log_set_level(level);
-    if (dump)
+    if (cli.dump)
         mh_config_dump(stdout, sections, API_NSECTIONS);
-    if (check) {
+    if (cli.check) {
         printf("configuration OK\n");
         rc = 0;
         goto done;
@@ -201,6 +165,6 @@ done:
     if (srv.base != NULL)
         event_base_free(srv.base);
     mh_config_dispose(sections, API_NSECTIONS);
-    free(overrides);
+    mh_cli_dispose(&cli);
     return rc;
 }

@@ -7,12 +7,12 @@
 
 #include "common/alloc.h"
 #include "common/config.h"
+#include "common/cli.h"
 #include "common/log.h"
 #include "common/ops.h"
 #include "common/queue.h"
 
 #include <event2/event.h>
-#include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stddef.h>
@@ -58,9 +58,10 @@ typedef struct app {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: meterhub-writer -c FILE [--check] [-s section.key=value]...\n"
+    fprintf(out, "usage: meterhub-writer -c FILE [--check] [--dump] [-s section.key=value]...\n"
                  "  -c, --config FILE   configuration file ([writer], [postgres], [redis])\n"
                  "      --check         validate the configuration, print it and exit\n"
+                 "      --dump          print the effective configuration (secrets redacted)\n"
                  "  -s, --set S.K=V     override one key (repeatable)\n"
                  "  -h, --help          this text\n");
 }
@@ -125,13 +126,6 @@ static int validate(const wr_conf_t *wc, const pg_conf_t *pg, const mh_redis_con
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"check", no_argument, NULL, 'C'},
-        {"set", required_argument, NULL, 's'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     wr_conf_t wc = {0};
     pg_conf_t pg = {0};
     mh_redis_conf_t rc = {0};
@@ -141,9 +135,8 @@ int main(int argc, char **argv)
         {"redis", mh_redis_conf_keys, mh_redis_conf_nkeys, &rc},
     };
     const size_t nsections = sizeof(sections) / sizeof(sections[0]);
-    const char *path = NULL;
-    const char **sets = NULL;
-    int nsets = 0, check = 0, opt, status = 1;
+    mh_cli_t cli;
+    int status;
     char err[512], consumer[HOST_NAME_MAX + 32];
     mh_log_level_t level;
     app_t app = {0};
@@ -152,50 +145,21 @@ int main(int argc, char **argv)
     sigset_t block, old;
 
     mh_log_init("meterhub-writer");
-    sets = mh_calloc((size_t)argc, sizeof(*sets));
-    while ((opt = getopt_long(argc, argv, "c:s:h", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'c':
-            path = optarg;
-            break;
-        case 'C':
-            check = 1;
-            break;
-        case 's':
-            sets[nsets++] = optarg;
-            break;
-        case 'h':
-            usage(stdout);
-            status = 0;
-            goto done;
-        default:
-            usage(stderr);
-            status = 2;
-            goto done;
-        }
-    }
-    if (path == NULL || optind != argc) {
-        usage(stderr);
-        status = 2;
+    status = mh_cli_parse(&cli, argc, argv, usage);
+    if (status != MH_CLI_RUN)
         goto done;
-    }
     /* A configuration error exits 2, like a usage error: retrying cannot help. */
     status = 2;
-    if (mh_config_load(path, sections, nsections, err, sizeof(err)) != 0) {
+    if (mh_cli_load(&cli, sections, nsections, err, sizeof(err)) != 0) {
         fprintf(stderr, "meterhub-writer: %s\n", err);
         goto done;
-    }
-    for (int i = 0; i < nsets; i++) {
-        if (mh_config_set(sections, nsections, sets[i], err, sizeof(err)) != 0) {
-            fprintf(stderr, "meterhub-writer: -s %s\n", err);
-            goto done;
-        }
     }
     if (validate(&wc, &pg, &rc) != 0)
         goto done;
     status = 1;
-    if (check) {
+    if (cli.dump || cli.check)
         mh_config_dump(stdout, sections, nsections);
+    if (cli.check) {
         status = 0;
         goto done;
     }
@@ -270,8 +234,8 @@ done:
     if (app.base != NULL)
         event_base_free(app.base);
     mh_config_dispose(sections, nsections);
-    free(sets);
-    if (status == 0 && !check && app.base != NULL)
+    mh_cli_dispose(&cli);
+    if (status == 0 && !cli.check && app.base != NULL)
         mh_log(MH_LOG_INFO, "stopped");
     return status;
 }
