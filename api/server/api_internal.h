@@ -12,6 +12,7 @@
 
 #include "common/config.h"
 #include "common/password.h"
+#include "units.h"
 
 #include <event2/event.h>
 #include <event2/http.h>
@@ -63,7 +64,13 @@ typedef void (*api_job_run_fn)(api_job_t *job, PGconn *pg);
 
 typedef enum api_scope { API_SCOPE_NONE, API_SCOPE_READ, API_SCOPE_MANAGE } api_scope_t;
 
-typedef enum api_resolution { API_RES_RAW, API_RES_HOUR, API_RES_DAY } api_resolution_t;
+/* How a read is answered. */
+typedef enum api_read_format {
+    API_FMT_JSON,       /* {"sensor": ..., "points": [[ts, value|null], ...], "next_from"} */
+    API_FMT_CSV,        /* "ts,value" lines after a header, an empty value for a gap */
+    API_FMT_FLUKSO,     /* [[ts, value|"nan"], ...] */
+    API_FMT_FLUKSO_CSV, /* "ts,value" lines, "nan" for a gap, no header */
+} api_read_format_t;
 
 /*
  * One request on its way through the database. Owned by whoever holds it: the loop until
@@ -75,15 +82,18 @@ struct api_job {
     api_job_run_fn run;
     /* In, set on the loop. */
     api_scope_t need;         /* a bearer token with at least this scope; NONE: no token */
+    bool anonymous_ok;        /* no token at all is allowed too (public data) */
     char token[MH_TOKEN_MAX]; /* the bearer token as sent ("" if none); wiped after use */
     json_t *in;               /* the request body (owned), or NULL */
     long long id;             /* a numeric path argument */
     char path_id[33];         /* a 32-hex path argument ("" for a list) */
     struct {
-        int64_t from, to; /* [from, to), Unix seconds */
-        int resolution;   /* api_resolution_t */
-        long limit;       /* most points */
-        bool csv;         /* Accept: text/csv */
+        int64_t from, to;      /* [from, to), Unix seconds */
+        int resolution;        /* api_resolution_t */
+        bool resolution_given; /* else the finest allowed no finer than resolution */
+        long limit;            /* most points */
+        int format;            /* api_read_format_t */
+        char unit[16];         /* the unit asked for; "": the sensor's own */
     } range;
     char username[65]; /* login */
     char peer[64];     /* the client's address, for login limits */
@@ -113,7 +123,8 @@ void api_job_error(api_job_t *job, int status, const char *code, const char *fmt
 /*
  * For run functions: checks the job's bearer token, then opens a transaction with the token's
  * account bound (meterhub.account) for row-level security. Returns the account id, or -1 with
- * the job's error answer set (401, 403, 503) and no transaction open.
+ * the job's error answer set (401, 403, 503) and no transaction open. A job that allows
+ * anonymous callers and sent no token gets a transaction with no account bound, and 0.
  */
 long long api_db_begin_as(api_job_t *job, PGconn *pg);
 /* Commits; on failure sets a 503 answer and returns -1. */
@@ -157,6 +168,23 @@ struct api_server {
 
 /* routes.c */
 void api_routes_handle(struct evhttp_request *req, void *arg);
+/* A job for req with run and the scope it needs (owned by the caller until submitted). */
+api_job_t *api_job_new(api_server_t *srv, struct evhttp_request *req, api_job_run_fn run,
+                       api_scope_t need);
+/* Copies the bearer token of the Authorization header into the job; false after answering
+ * 401 for a malformed header. No header leaves the token empty. */
+bool api_take_token(api_server_t *srv, struct evhttp_request *req, api_job_t *job);
+/* Answers status with a JSON error body {"error": code, "message": message}. */
+void api_send_error(api_server_t *srv, struct evhttp_request *req, int status, const char *code,
+                    const char *message, int retry_after);
+/* True for a 32-hex public id. */
+bool api_hex_id(const char *s);
+/* A whole decimal number in [min, max], or false. */
+bool api_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out);
+
+/* read_routes.c: GET /v1/sensors/{id}/readings and Flukso's GET /sensor/{id}. */
+void api_get_readings(api_server_t *srv, struct evhttp_request *req, const char *id);
+void api_get_flukso(api_server_t *srv, struct evhttp_request *req, const char *id);
 /* Sends the job's answer and frees the job. Loop thread. */
 void api_job_answer(api_job_t *job);
 void api_metrics_render(struct evbuffer *out, void *arg);

@@ -326,132 +326,6 @@ void api_run_device_revoke(api_job_t *job, PGconn *pg)
         mh_log(MH_LOG_INFO, "api: device %s revoked by its owner", job->path_id);
 }
 
-/* ---- readings ---- */
-
-/* Buckets of a rollup table, each with its value: the mean for a gauge, the last reading (the
- * meter's index) for a counter; NULL for a bucket without readings. $1 sid, $2 from, $3 to,
- * $4 limit + 1, $5 the sensor's type. The series itself stops after $4 buckets: a query over a
- * century must not make PostgreSQL build a million buckets to return a thousand. */
-#define BUCKETS_SQL(unit, table)                                                                   \
-    "SELECT extract(epoch FROM b)::bigint,"                                                        \
-    " CASE WHEN r.n IS NULL THEN NULL WHEN $5 = 'counter' THEN r.last_value"                       \
-    " ELSE r.sum / r.n END"                                                                        \
-    " FROM generate_series(date_trunc('" unit "', to_timestamp($2), 'UTC'),"                       \
-    " least(to_timestamp($3) - interval '1 microsecond',"                                          \
-    " date_trunc('" unit "', to_timestamp($2), 'UTC') + ($4::int - 1) * interval '1 " unit "'),"   \
-    " interval '1 " unit "') AS b"                                                                 \
-    " LEFT JOIN " table " r ON r.sensor = $1::bigint AND r.bucket = b"                             \
-    " ORDER BY b LIMIT $4::int"
-
-static const char *const readings_sql[] = {
-    [API_RES_RAW] = "SELECT extract(epoch FROM ts)::bigint, value FROM readings"
-                    " WHERE sensor = $1::bigint AND ts >= to_timestamp($2)"
-                    " AND ts < to_timestamp($3) ORDER BY ts LIMIT $4",
-    [API_RES_HOUR] = BUCKETS_SQL("hour", "readings_hourly"),
-    [API_RES_DAY] = BUCKETS_SQL("day", "readings_daily"),
-};
-
-static const char *const resolution_names[] = {"raw", "hour", "day"};
-
-/* CSV of the rows: "ts,value", an empty value for a gap. Returns a malloc'd string. */
-static char *readings_csv(const PGresult *r, int n)
-{
-    static const char header[] = "ts,value\n";
-    size_t cap = sizeof(header), len = sizeof(header) - 1;
-    for (int i = 0; i < n; i++)
-        cap += (size_t)PQgetlength(r, i, 0) + (size_t)PQgetlength(r, i, 1) + 2;
-    char *out = malloc(cap);
-    if (out == NULL)
-        return NULL;
-    memcpy(out, header, len);
-    for (int i = 0; i < n; i++) {
-        size_t a = (size_t)PQgetlength(r, i, 0), b = (size_t)PQgetlength(r, i, 1);
-        memcpy(out + len, PQgetvalue(r, i, 0), a);
-        out[len + a] = ',';
-        memcpy(out + len + a + 1, PQgetvalue(r, i, 1), b); /* "" for a NULL */
-        out[len + a + 1 + b] = '\n';
-        len += a + b + 2;
-    }
-    out[len] = '\0';
-    return out;
-}
-
-void api_run_readings(api_job_t *job, PGconn *pg)
-{
-    PGresult *r = NULL;
-    char sid[24], type[16], unit[16], from[24], to[24], limit[24];
-    const int res = job->range.resolution;
-
-    if (api_db_begin_as(job, pg) < 0)
-        return;
-    /* Row-level security: only the bound account's sensors are found. */
-    const char *id_values[1] = {job->path_id};
-    r = PQexecParams(pg, "SELECT sid, type, unit FROM sensors WHERE id = $1", 1, NULL, id_values,
-                     NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        PQclear(r);
-        api_db_fail(job, pg, "finding a sensor");
-        return;
-    }
-    if (PQntuples(r) != 1) {
-        PQclear(r);
-        api_db_commit(job, pg);
-        api_job_error(job, 404, "not_found", "no such sensor");
-        return;
-    }
-    snprintf(sid, sizeof(sid), "%s", PQgetvalue(r, 0, 0));
-    snprintf(type, sizeof(type), "%s", PQgetvalue(r, 0, 1));
-    snprintf(unit, sizeof(unit), "%s", PQgetvalue(r, 0, 2));
-    PQclear(r);
-
-    snprintf(from, sizeof(from), "%lld", (long long)job->range.from);
-    snprintf(to, sizeof(to), "%lld", (long long)job->range.to);
-    /* One more than asked: its presence says there is a next page, and where it starts. */
-    snprintf(limit, sizeof(limit), "%ld", job->range.limit + 1);
-    const char *values[5] = {sid, from, to, limit, type};
-    r = PQexecParams(pg, readings_sql[res], res == API_RES_RAW ? 4 : 5, NULL, values, NULL, NULL,
-                     0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        PQclear(r);
-        api_db_fail(job, pg, "reading readings");
-        return;
-    }
-    int n = PQntuples(r);
-    json_t *next = json_null();
-    if (n > job->range.limit) {
-        n = (int)job->range.limit;
-        next = json_integer((json_int_t)strtoll(PQgetvalue(r, n, 0), NULL, 10));
-    }
-    if (job->range.csv) {
-        job->text = readings_csv(r, n);
-        job->text_type = "text/csv";
-        json_decref(next);
-    } else {
-        json_t *points = json_array();
-        for (int i = 0; i < n; i++)
-            json_array_append_new(
-                points,
-                json_pack("[I, o]", (json_int_t)strtoll(PQgetvalue(r, i, 0), NULL, 10),
-                          PQgetisnull(r, i, 1) ? json_null()
-                                               : json_real(strtod(PQgetvalue(r, i, 1), NULL))));
-        job->out = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:o, s:o}", "sensor", job->path_id,
-                             "resolution", resolution_names[res], "type", type, "unit", unit,
-                             "from", (json_int_t)job->range.from, "to", (json_int_t)job->range.to,
-                             "points", points, "next_from", next);
-    }
-    PQclear(r);
-    if (api_db_commit(job, pg) != 0) {
-        free(job->text);
-        job->text = NULL;
-        return;
-    }
-    if (job->range.csv && job->text == NULL) {
-        api_job_error(job, 500, "internal", "out of memory");
-        return;
-    }
-    job->status = 200;
-}
-
 /* ---- sharing and audit ---- */
 
 /* The sharing settings of sensor $1 as one JSON object (text), or no row when the bound
@@ -609,16 +483,37 @@ done:
     free(grants);
 }
 
+/* The newest 1000 entries of the trail: sharing changes, and reads by anyone else counted
+ * per sensor, reader and day (their time is the day's latest read). */
+static const char audit_sql[] =
+    "SELECT coalesce(json_agg(x.e ORDER BY x.at DESC, x.id DESC), '[]')::text FROM ("
+    " SELECT * FROM ("
+    "  (SELECT a.at, a.id, json_build_object('id', a.id, 'at', " ISO_UTC(
+        "a.at") ","
+                "   'actor', api_account_name(a.actor_id), 'kind', a.kind, 'sensor', a.sensor_id,"
+                "   'detail', a.detail) AS e FROM audit_log a ORDER BY a.id DESC LIMIT 1000)"
+                "  UNION ALL"
+                "  (SELECT f.last_at, 0, json_build_object('at', " ISO_UTC(
+                    "f.last_at") ","
+                                 "   'actor', CASE WHEN f.reader_id = 0 THEN NULL ELSE "
+                                 "api_account_name(f.reader_id) END,"
+                                 "   'kind', 'foreign_read', 'sensor', f.sensor_id, 'detail', "
+                                 "json_build_object("
+                                 "   'reader', CASE WHEN f.reader_id = 0 THEN 'public' ELSE "
+                                 "'account' END,"
+                                 "   'day', f.day, 'reads', f.reads, 'points', f.points,"
+                                 "   'first_at', " ISO_UTC(
+                                     "f.first_at") ")) FROM foreign_reads f"
+                                                   "   ORDER BY f.last_at DESC LIMIT 1000)"
+                                                   " ) u ORDER BY u.at DESC, u.id DESC LIMIT 1000) "
+                                                   "x";
+
 void api_run_audit(api_job_t *job, PGconn *pg)
 {
     PGresult *r = NULL;
     if (api_db_begin_as(job, pg) < 0)
         return;
-    r = PQexec(pg,
-               "SELECT coalesce(json_agg(json_build_object('id', id, 'at', " ISO_UTC(
-                   "at") ", 'actor', api_account_name(actor_id), 'kind', kind,"
-                         " 'sensor', sensor_id, 'detail', detail) ORDER BY id DESC), '[]')::text"
-                         " FROM (SELECT * FROM audit_log ORDER BY id DESC LIMIT 1000) a");
+    r = PQexec(pg, audit_sql);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
         PQclear(r);
         api_db_fail(job, pg, "reading the audit trail");

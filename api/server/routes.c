@@ -69,8 +69,8 @@ static void send_json(api_server_t *srv, struct evhttp_request *req, int status,
     json_decref(body);
 }
 
-static void send_error(api_server_t *srv, struct evhttp_request *req, int status, const char *code,
-                       const char *message, int retry_after)
+void api_send_error(api_server_t *srv, struct evhttp_request *req, int status, const char *code,
+                    const char *message, int retry_after)
 {
     send_json(srv, req, status, json_pack("{s:s, s:s}", "error", code, "message", message),
               retry_after);
@@ -90,9 +90,9 @@ void api_job_answer(api_job_t *job)
         atomic_fetch_add_explicit(&srv->metrics.logins_ok, 1, memory_order_relaxed);
     }
     if (job->err_code != NULL)
-        send_error(srv, job->req, job->status, job->err_code, job->err_msg, job->retry_after);
+        api_send_error(srv, job->req, job->status, job->err_code, job->err_msg, job->retry_after);
     else if (job->status == 0)
-        send_error(srv, job->req, 500, "internal", "the request was not answered", 0);
+        api_send_error(srv, job->req, 500, "internal", "the request was not answered", 0);
     else if (job->text != NULL) {
         send_body(srv, job->req, job->status, job->text_type, job->text, 0);
     } else {
@@ -116,8 +116,8 @@ static void peer_name(struct evhttp_request *req, char *out, size_t outlen)
     snprintf(out, outlen, "%s", addr ? addr : "?");
 }
 
-static api_job_t *job_new(api_server_t *srv, struct evhttp_request *req, api_job_run_fn run,
-                          api_scope_t need)
+api_job_t *api_job_new(api_server_t *srv, struct evhttp_request *req, api_job_run_fn run,
+                       api_scope_t need)
 {
     api_job_t *job = mh_calloc(1, sizeof(*job));
     job->srv = srv;
@@ -132,20 +132,20 @@ static api_job_t *job_new(api_server_t *srv, struct evhttp_request *req, api_job
  * Copies the bearer token of the Authorization header into job->token. A missing header
  * leaves it empty (the run function answers 401); a malformed one is refused here.
  */
-static bool take_token(api_server_t *srv, struct evhttp_request *req, api_job_t *job)
+bool api_take_token(api_server_t *srv, struct evhttp_request *req, api_job_t *job)
 {
     const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
     if (h == NULL)
         return true;
     if (strncasecmp(h, "Bearer ", 7) != 0) {
-        send_error(srv, req, 401, "unauthorized", "use Authorization: Bearer <token>", 0);
+        api_send_error(srv, req, 401, "unauthorized", "use Authorization: Bearer <token>", 0);
         return false;
     }
     h += 7;
     while (*h == ' ')
         h++;
     if (strlen(h) >= sizeof(job->token)) {
-        send_error(srv, req, 401, "invalid_token", "the token is not valid", 0);
+        api_send_error(srv, req, 401, "invalid_token", "the token is not valid", 0);
         return false;
     }
     snprintf(job->token, sizeof(job->token), "%s", h);
@@ -158,8 +158,8 @@ static json_t *read_json(api_server_t *srv, struct evhttp_request *req)
     const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
     if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0 ||
         (ct[16] != '\0' && ct[16] != ';' && ct[16] != ' ')) {
-        send_error(srv, req, 415, "unsupported_media_type", "send Content-Type: application/json",
-                   0);
+        api_send_error(srv, req, 415, "unsupported_media_type",
+                       "send Content-Type: application/json", 0);
         return NULL;
     }
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
@@ -171,12 +171,12 @@ static json_t *read_json(api_server_t *srv, struct evhttp_request *req)
         char msg[256];
         snprintf(msg, sizeof(msg), "malformed JSON at line %d column %d: %s", jerr.line,
                  jerr.column, jerr.text);
-        send_error(srv, req, 400, "malformed_json", msg, 0);
+        api_send_error(srv, req, 400, "malformed_json", msg, 0);
         return NULL;
     }
     if (!json_is_object(root)) {
         json_decref(root);
-        send_error(srv, req, 400, "malformed_json", "the body must be a JSON object", 0);
+        api_send_error(srv, req, 400, "malformed_json", "the body must be a JSON object", 0);
         return NULL;
     }
     return root;
@@ -211,22 +211,23 @@ static void post_tokens(api_server_t *srv, struct evhttp_request *req)
         snprintf(msg, sizeof(msg), "%s (fields: username, password, scope, name, expires_in)",
                  jerr.text);
         json_decref(in);
-        send_error(srv, req, 400, "invalid_request", msg, 0);
+        api_send_error(srv, req, 400, "invalid_request", msg, 0);
         return;
     }
     if (!printable(username, 64)) {
         json_decref(in);
-        send_error(srv, req, 400, "invalid_request", "username: 1 to 64 printable characters", 0);
+        api_send_error(srv, req, 400, "invalid_request", "username: 1 to 64 printable characters",
+                       0);
         return;
     }
     if (strcmp(scope, "read") != 0 && strcmp(scope, "manage") != 0) {
         json_decref(in);
-        send_error(srv, req, 400, "invalid_request", "scope: \"read\" or \"manage\"", 0);
+        api_send_error(srv, req, 400, "invalid_request", "scope: \"read\" or \"manage\"", 0);
         return;
     }
     if (!printable(name, 64)) {
         json_decref(in);
-        send_error(srv, req, 400, "invalid_request", "name: 1 to 64 printable characters", 0);
+        api_send_error(srv, req, 400, "invalid_request", "name: 1 to 64 printable characters", 0);
         return;
     }
     if (expires != NULL) {
@@ -234,30 +235,30 @@ static void post_tokens(api_server_t *srv, struct evhttp_request *req)
             json_integer_value(expires) > c->token_max_ttl_s) {
             snprintf(msg, sizeof(msg), "expires_in: whole seconds, 60 to %ld", c->token_max_ttl_s);
             json_decref(in);
-            send_error(srv, req, 400, "invalid_request", msg, 0);
+            api_send_error(srv, req, 400, "invalid_request", msg, 0);
             return;
         }
         expires_in = json_integer_value(expires);
     }
     if (strlen(password) > 1024) {
         json_decref(in);
-        send_error(srv, req, 400, "invalid_request", "password: at most 1024 bytes", 0);
+        api_send_error(srv, req, 400, "invalid_request", "password: at most 1024 bytes", 0);
         return;
     }
 
     /* The run function reads the resolved values, defaults included, from the body. */
     json_object_set_new(in, "scope", json_string(scope));
     json_object_set_new(in, "name", json_string(name));
-    api_job_t *job = job_new(srv, req, api_run_login, API_SCOPE_NONE);
+    api_job_t *job = api_job_new(srv, req, api_run_login, API_SCOPE_NONE);
     snprintf(job->username, sizeof(job->username), "%s", username);
     job->id = (long long)expires_in;
     job->in = in;
     int wait = api_limits_check(srv->limits, job->username, job->peer, (int64_t)time(NULL));
     if (wait > 0) {
         atomic_fetch_add_explicit(&srv->metrics.logins_limited, 1, memory_order_relaxed);
-        send_error(srv, req, 429, "too_many_failed_logins",
-                   "too many failed logins for this username or from this address; retry later",
-                   wait);
+        api_send_error(srv, req, 429, "too_many_failed_logins",
+                       "too many failed logins for this username or from this address; retry later",
+                       wait);
         json_decref(job->in);
         free(job);
         return;
@@ -283,9 +284,9 @@ static long long parse_id(const char *s)
 static void authed(api_server_t *srv, struct evhttp_request *req, api_job_run_fn run,
                    api_scope_t need, long long id)
 {
-    api_job_t *job = job_new(srv, req, run, need);
+    api_job_t *job = api_job_new(srv, req, run, need);
     job->id = id;
-    if (!take_token(srv, req, job)) {
+    if (!api_take_token(srv, req, job)) {
         free(job);
         return;
     }
@@ -293,7 +294,7 @@ static void authed(api_server_t *srv, struct evhttp_request *req, api_job_run_fn
 }
 
 /* A 32-hex id, copied into job->path_id by authed_id, or false. */
-static bool hex_id(const char *s)
+bool api_hex_id(const char *s)
 {
     if (strlen(s) != 32)
         return false;
@@ -306,10 +307,10 @@ static bool hex_id(const char *s)
 static void authed_id(api_server_t *srv, struct evhttp_request *req, api_job_run_fn run,
                       api_scope_t need, const char *id)
 {
-    api_job_t *job = job_new(srv, req, run, need);
+    api_job_t *job = api_job_new(srv, req, run, need);
     if (id != NULL)
         snprintf(job->path_id, sizeof(job->path_id), "%s", id);
-    if (!take_token(srv, req, job)) {
+    if (!api_take_token(srv, req, job)) {
         free(job);
         return;
     }
@@ -317,7 +318,7 @@ static void authed_id(api_server_t *srv, struct evhttp_request *req, api_job_run
 }
 
 /* A whole decimal number in [min, max], or false. */
-static bool parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
+bool api_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
 {
     char *end = NULL;
     errno = 0;
@@ -326,95 +327,6 @@ static bool parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
         return false;
     *out = (int64_t)v;
     return true;
-}
-
-#define API_READINGS_LIMIT_DEFAULT 1000
-#define API_READINGS_LIMIT_MAX 10000
-/* Timestamps accepted in a query: 1970 to 2100. */
-#define API_TS_MAX 4102444800LL
-
-/*
- * GET /v1/sensors/{id}/readings?from=&to=[&resolution=raw|hour|day][&limit=]. Every query
- * parameter is checked here; an unknown or repeated one is refused, not ignored.
- */
-static void get_readings(api_server_t *srv, struct evhttp_request *req, const char *path_id)
-{
-    char id[33];
-    struct evkeyvalq params;
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    const char *query = evhttp_uri_get_query(uri);
-    bool have_from = false, have_to = false, have_res = false, have_limit = false;
-    int64_t from = 0, to = 0, limit = API_READINGS_LIMIT_DEFAULT;
-    int res = API_RES_RAW;
-    char msg[200];
-
-    snprintf(id, sizeof(id), "%.32s", path_id);
-    if (!hex_id(id)) {
-        send_error(srv, req, 404, "not_found", "no such sensor", 0);
-        return;
-    }
-    /* It initialises params, also when it fails. */
-    if (evhttp_parse_query_str(query != NULL ? query : "", &params) != 0) {
-        evhttp_clear_headers(&params);
-        send_error(srv, req, 400, "invalid_request", "malformed query string", 0);
-        return;
-    }
-    msg[0] = '\0';
-    for (struct evkeyval *kv = params.tqh_first; kv != NULL && msg[0] == '\0';
-         kv = kv->next.tqe_next) {
-        const char *k = kv->key, *v = kv->value;
-        bool *seen = strcmp(k, "from") == 0         ? &have_from
-                     : strcmp(k, "to") == 0         ? &have_to
-                     : strcmp(k, "resolution") == 0 ? &have_res
-                     : strcmp(k, "limit") == 0      ? &have_limit
-                                                    : NULL;
-        if (seen == NULL) {
-            snprintf(msg, sizeof(msg), "unknown parameter '%.40s' (from, to, resolution, limit)",
-                     k);
-        } else if (*seen) {
-            snprintf(msg, sizeof(msg), "parameter '%s' given twice", k);
-        } else if (seen == &have_from && !parse_int64(v, 0, API_TS_MAX, &from)) {
-            snprintf(msg, sizeof(msg), "from: Unix seconds, 0 to %lld", API_TS_MAX);
-        } else if (seen == &have_to && !parse_int64(v, 0, API_TS_MAX, &to)) {
-            snprintf(msg, sizeof(msg), "to: Unix seconds, 0 to %lld", API_TS_MAX);
-        } else if (seen == &have_limit && !parse_int64(v, 1, API_READINGS_LIMIT_MAX, &limit)) {
-            snprintf(msg, sizeof(msg), "limit: 1 to %d", API_READINGS_LIMIT_MAX);
-        } else if (seen == &have_res) {
-            if (strcmp(v, "raw") == 0)
-                res = API_RES_RAW;
-            else if (strcmp(v, "hour") == 0)
-                res = API_RES_HOUR;
-            else if (strcmp(v, "day") == 0)
-                res = API_RES_DAY;
-            else
-                snprintf(msg, sizeof(msg), "resolution: raw, hour or day");
-        }
-        if (seen != NULL)
-            *seen = true;
-    }
-    evhttp_clear_headers(&params);
-    if (msg[0] == '\0' && (!have_from || !have_to))
-        snprintf(msg, sizeof(msg), "from and to are required (Unix seconds, [from, to))");
-    if (msg[0] == '\0' && to <= from)
-        snprintf(msg, sizeof(msg), "to must be after from");
-    if (msg[0] != '\0') {
-        send_error(srv, req, 400, "invalid_request", msg, 0);
-        return;
-    }
-
-    api_job_t *job = job_new(srv, req, api_run_readings, API_SCOPE_READ);
-    snprintf(job->path_id, sizeof(job->path_id), "%s", id);
-    job->range.from = from;
-    job->range.to = to;
-    job->range.resolution = res;
-    job->range.limit = (long)limit;
-    const char *accept = evhttp_find_header(evhttp_request_get_input_headers(req), "Accept");
-    job->range.csv = accept != NULL && strstr(accept, "text/csv") != NULL;
-    if (!take_token(srv, req, job)) {
-        free(job);
-        return;
-    }
-    api_db_submit(srv, job);
 }
 
 static bool one_of(const char *v, const char *const *set)
@@ -482,7 +394,7 @@ static void put_sharing(api_server_t *srv, struct evhttp_request *req, const cha
     }
     if (msg[0] != '\0') {
         json_decref(in);
-        send_error(srv, req, 400, "invalid_request", msg, 0);
+        api_send_error(srv, req, 400, "invalid_request", msg, 0);
         return;
     }
     /* The run function reads the resolved values, defaults included, from the body. */
@@ -492,10 +404,10 @@ static void put_sharing(api_server_t *srv, struct evhttp_request *req, const cha
     if (grants == NULL)
         json_object_set_new(in, "grants", json_array());
 
-    api_job_t *job = job_new(srv, req, api_run_sharing_put, API_SCOPE_MANAGE);
+    api_job_t *job = api_job_new(srv, req, api_run_sharing_put, API_SCOPE_MANAGE);
     snprintf(job->path_id, sizeof(job->path_id), "%s", id);
     job->in = in;
-    if (!take_token(srv, req, job)) {
+    if (!api_take_token(srv, req, job)) {
         json_decref(job->in);
         free(job);
         return;
@@ -506,7 +418,8 @@ static void put_sharing(api_server_t *srv, struct evhttp_request *req, const cha
 static void method_not_allowed(api_server_t *srv, struct evhttp_request *req, const char *allow)
 {
     evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
-    send_error(srv, req, 405, "method_not_allowed", "this resource does not take that method", 0);
+    api_send_error(srv, req, 405, "method_not_allowed", "this resource does not take that method",
+                   0);
 }
 
 void api_routes_handle(struct evhttp_request *req, void *arg)
@@ -517,7 +430,7 @@ void api_routes_handle(struct evhttp_request *req, void *arg)
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
 
     if (path == NULL) {
-        send_error(srv, req, 400, "invalid_request", "no path", 0);
+        api_send_error(srv, req, 400, "invalid_request", "no path", 0);
         return;
     }
     if (strcmp(path, "/v1/tokens") == 0) {
@@ -532,7 +445,7 @@ void api_routes_handle(struct evhttp_request *req, void *arg)
     if (strncmp(path, "/v1/tokens/", 11) == 0) {
         long long id = parse_id(path + 11);
         if (id < 0) {
-            send_error(srv, req, 404, "not_found", "no such token", 0);
+            api_send_error(srv, req, 404, "not_found", "no such token", 0);
             return;
         }
         if (m == EVHTTP_REQ_DELETE)
@@ -551,8 +464,10 @@ void api_routes_handle(struct evhttp_request *req, void *arg)
     }
     if (strncmp(path, "/v1/sensors/", 12) == 0 && strlen(path) == 12 + 32 + 9 &&
         strcmp(path + 44, "/readings") == 0) {
+        char id[33];
+        snprintf(id, sizeof(id), "%.32s", path + 12);
         if (m == EVHTTP_REQ_GET)
-            get_readings(srv, req, path + 12);
+            api_get_readings(srv, req, id);
         else
             method_not_allowed(srv, req, "GET");
         return;
@@ -561,8 +476,8 @@ void api_routes_handle(struct evhttp_request *req, void *arg)
         strcmp(path + 44, "/sharing") == 0) {
         char id[33];
         snprintf(id, sizeof(id), "%.32s", path + 12);
-        if (!hex_id(id))
-            send_error(srv, req, 404, "not_found", "no such sensor", 0);
+        if (!api_hex_id(id))
+            api_send_error(srv, req, 404, "not_found", "no such sensor", 0);
         else if (m == EVHTTP_REQ_GET)
             authed_id(srv, req, api_run_sharing_get, API_SCOPE_READ, id);
         else if (m == EVHTTP_REQ_PUT)
@@ -580,8 +495,9 @@ void api_routes_handle(struct evhttp_request *req, void *arg)
     }
     if (strncmp(path, "/v1/devices/", 12) == 0 || strncmp(path, "/v1/sensors/", 12) == 0) {
         bool device = path[4] == 'd';
-        if (!hex_id(path + 12)) {
-            send_error(srv, req, 404, "not_found", device ? "no such device" : "no such sensor", 0);
+        if (!api_hex_id(path + 12)) {
+            api_send_error(srv, req, 404, "not_found", device ? "no such device" : "no such sensor",
+                           0);
             return;
         }
         if (m == EVHTTP_REQ_GET)
@@ -593,6 +509,14 @@ void api_routes_handle(struct evhttp_request *req, void *arg)
             method_not_allowed(srv, req, device ? "GET, DELETE" : "GET");
         return;
     }
+    if (strncmp(path, "/sensor/", 8) == 0) {
+        /* Flukso's read, for existing dashboards and scripts. */
+        if (m == EVHTTP_REQ_GET)
+            api_get_flukso(srv, req, path + 8);
+        else
+            method_not_allowed(srv, req, "GET");
+        return;
+    }
     if (strcmp(path, "/v1/me") == 0) {
         if (m == EVHTTP_REQ_GET)
             authed(srv, req, api_run_me, API_SCOPE_READ, 0);
@@ -600,7 +524,7 @@ void api_routes_handle(struct evhttp_request *req, void *arg)
             method_not_allowed(srv, req, "GET");
         return;
     }
-    send_error(srv, req, 404, "not_found", "no such resource", 0);
+    api_send_error(srv, req, 404, "not_found", "no such resource", 0);
 }
 
 void api_metrics_render(struct evbuffer *out, void *arg)
