@@ -63,8 +63,8 @@ for sensor in "$P" "$S" "$U"; do
             -H 'Content-Type: application/json' --data-binary "$(series "$day")")"
     done
 done
-t_ok "the writer stores them" t_wait_until 60 \
-    test "$(t_psql 'SELECT count(*) FROM readings')" = 2592
+all_stored() { test "$(t_psql 'SELECT count(*) FROM readings')" = 2592; }
+t_ok "the writer stores them" t_wait_until 60 all_stored
 
 # expected RES FROM TO: "ts value" lines of the buckets in [FROM, TO), computed from the series
 # alone: raw readings, or the mean of each bucket's readings.
