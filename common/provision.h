@@ -115,6 +115,25 @@ int mh_device_ca_issue(const mh_device_ca_t *ca, const char *device_id, const mh
 int mh_device_ca_sign_csr(const mh_device_ca_t *ca, const char *device_id, const char *csr_pem,
                           size_t csr_len, const mh_issue_opts_t *opts, mh_device_cred_t *out);
 
+/* What is wrong with a certificate request (mh_csr_check). */
+typedef enum mh_csr_status {
+    MH_CSR_OK = 0,
+    MH_CSR_MALFORMED,     /* not a PEM certificate request of at most MH_CSR_MAX_BYTES */
+    MH_CSR_KEY_REFUSED,   /* a key type or size mh_device_ca_sign_csr does not accept */
+    MH_CSR_BAD_SIGNATURE, /* not signed by its own key: no proof of possession */
+} mh_csr_status_t;
+
+/*
+ * Checks a PEM certificate request exactly as mh_device_ca_sign_csr does (size, format, key,
+ * signature), but without logging, and leaves this thread's OpenSSL error queue empty: for
+ * requests that come from outside (the people API), where a refusal is the sender's mistake,
+ * told to them with mh_csr_status_text, not an error of ours. Any thread.
+ */
+mh_csr_status_t mh_csr_check(const char *csr_pem, size_t csr_len);
+
+/* One sentence for whoever sent a refused request. Borrowed static text. */
+const char *mh_csr_status_text(mh_csr_status_t status);
+
 /* ---- sensors and accounts ---------------------------------------------------------------- */
 
 typedef struct mh_sensor_spec {

@@ -12,6 +12,7 @@
 
 #include "common/config.h"
 #include "common/password.h"
+#include "common/provision.h"
 #include "units.h"
 
 #include <event2/event.h>
@@ -37,6 +38,7 @@ typedef struct api_conf {
     long max_body_bytes;
     char *ops_addr;
     long ops_port;
+    char *pki_dir;
     long token_default_ttl_s;
     long token_max_ttl_s;
     char *tls_cert;
@@ -100,6 +102,7 @@ struct api_job {
     /* Out, set on the database thread. */
     int status;            /* HTTP status; 0: not answered (500) */
     json_t *out;           /* response body (owned); NULL: none (204) */
+    size_t dump_flags;     /* extra json_dumps flags for out, e.g. JSON_REAL_PRECISION */
     char *text;            /* or a text body (owned, malloc), e.g. CSV */
     const char *text_type; /* its Content-Type */
     const char *err_code;  /* error answer: code, and message in err_msg */
@@ -127,6 +130,12 @@ void api_job_error(api_job_t *job, int status, const char *code, const char *fmt
  * anonymous callers and sent no token gets a transaction with no account bound, and 0.
  */
 long long api_db_begin_as(api_job_t *job, PGconn *pg);
+/*
+ * Runs a statement of n text parameters (NULL: SQL NULL) in the open transaction. Returns the
+ * result (owned), or NULL after api_db_fail.
+ */
+PGresult *api_db_exec(api_job_t *job, PGconn *pg, const char *sql, int n, const char *const *values,
+                      const char *what);
 /* Commits; on failure sets a 503 answer and returns -1. */
 int api_db_commit(api_job_t *job, PGconn *pg);
 /* Rolls back whatever is open and sets a 503 answer, logging the server's message. */
@@ -153,6 +162,7 @@ struct api_server {
     SSL_CTX *ssl_ctx;
     struct evhttp *http;
     api_limits_t *limits;
+    mh_device_ca_t *device_ca; /* from api.pki_dir; NULL: registration answers 503 */
     api_metrics_t metrics;
     /* Pool (db.c). */
     pthread_t *threads;
@@ -202,5 +212,29 @@ void api_run_readings(api_job_t *job, PGconn *pg);
 void api_run_sharing_get(api_job_t *job, PGconn *pg);
 void api_run_sharing_put(api_job_t *job, PGconn *pg);
 void api_run_audit(api_job_t *job, PGconn *pg);
+/*
+ * In the open transaction: the device (sensor) with public id `id` as GET /v1/devices/{id}
+ * (/v1/sensors/{id}) answers it, into *out (owned). Returns 1; 0 when the bound account has no
+ * such row; -1 after api_db_fail. Set job->dump_flags to API_DEVICE_DUMP_FLAGS when answering
+ * a device.
+ */
+int api_device_read_one(api_job_t *job, PGconn *pg, const char *id, json_t **out);
+int api_sensor_read_one(api_job_t *job, PGconn *pg, const char *id, json_t **out);
+/* A device's location has two decimals: printed with jansson's default 17 digits, 50.85
+ * would read 50.850000000000001. */
+#define API_DEVICE_DUMP_FLAGS JSON_REAL_PRECISION(15)
+
+/*
+ * devices.c: registering and changing devices and sensors. A check runs on the loop thread on
+ * the request body before any job exists: 0, or -1 with a message for a 400 in msg. It may
+ * rewrite the body into what the run function expects (e.g. coordinates already rounded).
+ */
+typedef int (*api_check_fn)(json_t *in, char *msg, size_t msglen);
+int api_device_register_check(json_t *in, char *msg, size_t msglen);
+int api_device_patch_check(json_t *in, char *msg, size_t msglen);
+int api_sensor_patch_check(json_t *in, char *msg, size_t msglen);
+void api_run_device_register(api_job_t *job, PGconn *pg);
+void api_run_device_patch(api_job_t *job, PGconn *pg);
+void api_run_sensor_patch(api_job_t *job, PGconn *pg);
 
 #endif

@@ -116,6 +116,19 @@ done:
     return account;
 }
 
+PGresult *api_db_exec(api_job_t *job, PGconn *pg, const char *sql, int n, const char *const *values,
+                      const char *what)
+{
+    PGresult *r = PQexecParams(pg, sql, n, NULL, values, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+        PQclear(r);
+        api_db_fail(job, pg, what);
+        return NULL;
+    }
+    return r;
+}
+
 int api_db_commit(api_job_t *job, PGconn *pg)
 {
     PGresult *r = PQexec(pg, "COMMIT");

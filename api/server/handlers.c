@@ -31,23 +31,6 @@ static json_t *token_json(const PGresult *r, int row)
 }
 
 /*
- * Runs a statement of n text parameters in the open transaction. Returns the result (owned)
- * or NULL after api_db_fail.
- */
-static PGresult *exec_in_tx(api_job_t *job, PGconn *pg, const char *sql, int n,
-                            const char *const *values, const char *what)
-{
-    PGresult *r = PQexecParams(pg, sql, n, NULL, values, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-        PQclear(r);
-        api_db_fail(job, pg, what);
-        return NULL;
-    }
-    return r;
-}
-
-/*
  * As the token's account: one UPDATE ... RETURNING of at most one row, keyed by value, then
  * commit. Answers 204, or 404 with not_found when no row was the account's to change (another
  * account's and a missing one look the same). Returns true when a row changed.
@@ -57,7 +40,7 @@ static bool run_update_one(api_job_t *job, PGconn *pg, const char *sql, const ch
 {
     if (api_db_begin_as(job, pg) < 0)
         return false;
-    PGresult *r = exec_in_tx(job, pg, sql, 1, &value, what);
+    PGresult *r = api_db_exec(job, pg, sql, 1, &value, what);
     if (r == NULL)
         return false;
     int n = PQntuples(r);
@@ -226,29 +209,38 @@ void api_run_me(api_job_t *job, PGconn *pg)
     "d.id, d.status, " ISO_UTC("d.created_at") ", " ISO_UTC("d.revoked_at") ", " ISO_UTC(          \
         "d.last_seen") ", d.firmware_version, d.remote_upgrade,"                                   \
                        " coalesce((SELECT json_agg(s.id ORDER BY s.sid) FROM sensors s"            \
-                       " WHERE s.device_did = d.did), '[]')"
+                       " WHERE s.device_did = d.did), '[]'), d.name, d.location_lat,"              \
+                       " d.location_lon, array_to_json(d.secret_names)"
 
+/* Never d.secrets: the API role cannot read it (008_api_device_config.sql), only its names. */
 static json_t *device_json(const PGresult *r, int row)
 {
     json_error_t jerr;
     json_t *sensors = json_loads(PQgetvalue(r, row, 7), 0, &jerr);
+    json_t *names = json_loads(PQgetvalue(r, row, 11), 0, &jerr);
     json_t *ru =
         PQgetisnull(r, row, 6) ? json_null() : json_boolean(PQgetvalue(r, row, 6)[0] == 't');
-    return json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o}", "id", PQgetvalue(r, row, 0),
-                     "status", PQgetvalue(r, row, 1), "created_at", text_or_null(r, row, 2),
-                     "revoked_at", text_or_null(r, row, 3), "last_seen", text_or_null(r, row, 4),
-                     "firmware_version", text_or_null(r, row, 5), "remote_upgrade", ru, "sensors",
+    json_t *location = PQgetisnull(r, row, 9)
+                           ? json_null()
+                           : json_pack("{s:f, s:f}", "lat", strtod(PQgetvalue(r, row, 9), NULL),
+                                       "lon", strtod(PQgetvalue(r, row, 10), NULL));
+    return json_pack("{s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "id",
+                     PQgetvalue(r, row, 0), "name", text_or_null(r, row, 8), "status",
+                     PQgetvalue(r, row, 1), "created_at", text_or_null(r, row, 2), "revoked_at",
+                     text_or_null(r, row, 3), "last_seen", text_or_null(r, row, 4),
+                     "firmware_version", text_or_null(r, row, 5), "remote_upgrade", ru, "location",
+                     location, "secret_names", names ? names : json_array(), "sensors",
                      sensors ? sensors : json_array());
 }
 
-#define SENSOR_COLUMNS "s.id, d.id, s.kind, s.type, s.unit, " ISO_UTC("s.created_at")
+#define SENSOR_COLUMNS "s.id, d.id, s.kind, s.type, s.unit, " ISO_UTC("s.created_at") ", s.name"
 
 static json_t *sensor_json(const PGresult *r, int row)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "id", PQgetvalue(r, row, 0), "device",
-                     PQgetvalue(r, row, 1), "kind", PQgetvalue(r, row, 2), "type",
-                     PQgetvalue(r, row, 3), "unit", PQgetvalue(r, row, 4), "created_at",
-                     text_or_null(r, row, 5));
+    return json_pack("{s:s, s:o, s:s, s:s, s:s, s:s, s:o}", "id", PQgetvalue(r, row, 0), "name",
+                     text_or_null(r, row, 6), "device", PQgetvalue(r, row, 1), "kind",
+                     PQgetvalue(r, row, 2), "type", PQgetvalue(r, row, 3), "unit",
+                     PQgetvalue(r, row, 4), "created_at", text_or_null(r, row, 5));
 }
 
 /*
@@ -299,11 +291,16 @@ static void run_read(api_job_t *job, PGconn *pg, const char *sql_all, const char
     job->out = out;
 }
 
+#define DEVICE_ONE_SQL "SELECT " DEVICE_COLUMNS " FROM devices d WHERE d.id = $1"
+#define SENSOR_ONE_SQL                                                                             \
+    "SELECT " SENSOR_COLUMNS " FROM sensors s JOIN devices d ON d.did = s.device_did"              \
+    " WHERE s.id = $1"
+
 void api_run_devices_read(api_job_t *job, PGconn *pg)
 {
-    run_read(job, pg, "SELECT " DEVICE_COLUMNS " FROM devices d ORDER BY d.did",
-             "SELECT " DEVICE_COLUMNS " FROM devices d WHERE d.id = $1", "devices", device_json,
-             "reading devices");
+    job->dump_flags = API_DEVICE_DUMP_FLAGS;
+    run_read(job, pg, "SELECT " DEVICE_COLUMNS " FROM devices d ORDER BY d.did", DEVICE_ONE_SQL,
+             "devices", device_json, "reading devices");
 }
 
 void api_run_sensors_read(api_job_t *job, PGconn *pg)
@@ -311,9 +308,30 @@ void api_run_sensors_read(api_job_t *job, PGconn *pg)
     run_read(job, pg,
              "SELECT " SENSOR_COLUMNS " FROM sensors s JOIN devices d ON d.did = s.device_did"
              " ORDER BY s.sid",
-             "SELECT " SENSOR_COLUMNS " FROM sensors s JOIN devices d ON d.did = s.device_did"
-             " WHERE s.id = $1",
-             "sensors", sensor_json, "reading sensors");
+             SENSOR_ONE_SQL, "sensors", sensor_json, "reading sensors");
+}
+
+/* One row of sql ($1 = id) as JSON; see api_device_read_one. */
+static int read_one(api_job_t *job, PGconn *pg, const char *sql, const char *id,
+                    json_t *(*row_json)(const PGresult *, int), json_t **out, const char *what)
+{
+    const char *values[1] = {id};
+    PGresult *r = api_db_exec(job, pg, sql, 1, values, what);
+    if (r == NULL)
+        return -1;
+    *out = PQntuples(r) == 1 ? row_json(r, 0) : NULL;
+    PQclear(r);
+    return *out != NULL ? 1 : 0;
+}
+
+int api_device_read_one(api_job_t *job, PGconn *pg, const char *id, json_t **out)
+{
+    return read_one(job, pg, DEVICE_ONE_SQL, id, device_json, out, "reading a device");
+}
+
+int api_sensor_read_one(api_job_t *job, PGconn *pg, const char *id, json_t **out)
+{
+    return read_one(job, pg, SENSOR_ONE_SQL, id, sensor_json, out, "reading a sensor");
 }
 
 void api_run_device_revoke(api_job_t *job, PGconn *pg)
@@ -394,7 +412,7 @@ void api_run_sharing_get(api_job_t *job, PGconn *pg)
 static bool step(api_job_t *job, PGconn *pg, const char *sql, int n, const char *const *values,
                  PGresult **out)
 {
-    PGresult *r = exec_in_tx(job, pg, sql, n, values, "changing sharing");
+    PGresult *r = api_db_exec(job, pg, sql, n, values, "changing sharing");
     if (r == NULL)
         return false;
     if (out != NULL)

@@ -89,6 +89,16 @@ int main(int argc, char **argv)
     mh_log_set_level(level);
     if (cli.dump)
         mh_config_dump(stdout, sections, API_NSECTIONS);
+    /* Loaded here so that --check tries it too. Configured but unusable is a configuration
+     * error, not a server that quietly cannot register devices. */
+    if (cfg.api.pki_dir != NULL && cfg.api.pki_dir[0] != '\0') {
+        srv.device_ca = mh_device_ca_load(cfg.api.pki_dir);
+        if (srv.device_ca == NULL) {
+            snprintf(err, sizeof(err), "api.pki_dir: no usable device CA in %s (see above)",
+                     cfg.api.pki_dir);
+            goto config_fail;
+        }
+    }
     if (cli.check) {
         printf("configuration OK\n");
         rc = 0;
@@ -141,6 +151,8 @@ int main(int argc, char **argv)
         goto done;
     mh_log(MH_LOG_INFO, "api: listening on https://%s:%ld, %ld database connections",
            cfg.api.listen_addr, cfg.api.listen_port, cfg.api.db_threads);
+    if (srv.device_ca == NULL)
+        mh_log(MH_LOG_WARN, "api: no api.pki_dir: device registration answers 503");
     event_base_dispatch(srv.base);
     rc = 0;
     goto done;
@@ -160,6 +172,7 @@ done:
     if (db_started)
         api_db_stop(&srv);
     api_limits_free(srv.limits);
+    mh_device_ca_free(srv.device_ca);
     if (srv.ssl_ctx != NULL)
         SSL_CTX_free(srv.ssl_ctx);
     if (srv.base != NULL)

@@ -56,11 +56,11 @@ static void send_body(api_server_t *srv, struct evhttp_request *req, int status,
     evhttp_send_reply(req, status, NULL, NULL);
 }
 
-/* Sends status with body (taken; NULL: no body). */
+/* Sends status with body (taken; NULL: no body), dumped with flags added to JSON_COMPACT. */
 static void send_json(api_server_t *srv, struct evhttp_request *req, int status, json_t *body,
-                      int retry_after)
+                      int retry_after, size_t flags)
 {
-    char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    char *text = body != NULL ? json_dumps(body, JSON_COMPACT | flags) : NULL;
     send_body(srv, req, status, "application/json", text, retry_after);
     if (text != NULL) {
         OPENSSL_cleanse(text, strlen(text));
@@ -73,7 +73,7 @@ void api_send_error(api_server_t *srv, struct evhttp_request *req, int status, c
                     const char *message, int retry_after)
 {
     send_json(srv, req, status, json_pack("{s:s, s:s}", "error", code, "message", message),
-              retry_after);
+              retry_after, 0);
 }
 
 void api_job_answer(api_job_t *job)
@@ -96,7 +96,7 @@ void api_job_answer(api_job_t *job)
     else if (job->text != NULL) {
         send_body(srv, job->req, job->status, job->text_type, job->text, 0);
     } else {
-        send_json(srv, job->req, job->status, job->out, 0);
+        send_json(srv, job->req, job->status, job->out, 0, job->dump_flags);
         job->out = NULL;
     }
     free(job->text);
@@ -415,6 +415,34 @@ static void put_sharing(api_server_t *srv, struct evhttp_request *req, const cha
     api_db_submit(srv, job);
 }
 
+/*
+ * A manage request with a JSON body checked by check (devices.c) on this thread, then run as a
+ * job on path id (NULL: none).
+ */
+static void checked_body(api_server_t *srv, struct evhttp_request *req, api_check_fn check,
+                         api_job_run_fn run, const char *id)
+{
+    char msg[300];
+    json_t *in = read_json(srv, req);
+    if (in == NULL)
+        return;
+    if (check(in, msg, sizeof(msg)) != 0) {
+        json_decref(in);
+        api_send_error(srv, req, 400, "invalid_request", msg, 0);
+        return;
+    }
+    api_job_t *job = api_job_new(srv, req, run, API_SCOPE_MANAGE);
+    if (id != NULL)
+        snprintf(job->path_id, sizeof(job->path_id), "%s", id);
+    job->in = in;
+    if (!api_take_token(srv, req, job)) {
+        json_decref(job->in);
+        free(job);
+        return;
+    }
+    api_db_submit(srv, job);
+}
+
 static void method_not_allowed(api_server_t *srv, struct evhttp_request *req, const char *allow)
 {
     evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
@@ -455,11 +483,14 @@ void api_routes_handle(struct evhttp_request *req, void *arg)
         return;
     }
     if (strcmp(path, "/v1/devices") == 0 || strcmp(path, "/v1/sensors") == 0) {
+        bool device = path[4] == 'd';
         if (m == EVHTTP_REQ_GET)
-            authed_id(srv, req, path[4] == 'd' ? api_run_devices_read : api_run_sensors_read,
+            authed_id(srv, req, device ? api_run_devices_read : api_run_sensors_read,
                       API_SCOPE_READ, NULL);
+        else if (device && m == EVHTTP_REQ_POST)
+            checked_body(srv, req, api_device_register_check, api_run_device_register, NULL);
         else
-            method_not_allowed(srv, req, "GET");
+            method_not_allowed(srv, req, device ? "GET, POST" : "GET");
         return;
     }
     if (strncmp(path, "/v1/sensors/", 12) == 0 && strlen(path) == 12 + 32 + 9 &&
@@ -505,8 +536,11 @@ void api_routes_handle(struct evhttp_request *req, void *arg)
                       API_SCOPE_READ, path + 12);
         else if (device && m == EVHTTP_REQ_DELETE)
             authed_id(srv, req, api_run_device_revoke, API_SCOPE_MANAGE, path + 12);
+        else if (m == EVHTTP_REQ_PATCH)
+            checked_body(srv, req, device ? api_device_patch_check : api_sensor_patch_check,
+                         device ? api_run_device_patch : api_run_sensor_patch, path + 12);
         else
-            method_not_allowed(srv, req, device ? "GET, DELETE" : "GET");
+            method_not_allowed(srv, req, device ? "GET, PATCH, DELETE" : "GET, PATCH");
         return;
     }
     if (strncmp(path, "/sensor/", 8) == 0) {

@@ -538,7 +538,8 @@ t_write_writer_conf() {
 # "api") with fresh ports: T_API_PORT (HTTPS, the test PKI's server certificate) and an ops
 # port (T_OPS_PORTS[NAME]). Variables: T_API_LOGIN_FAILURES_PER_ACCOUNT=5,
 # T_API_LOGIN_FAILURES_PER_ADDRESS=20, T_API_LOGIN_WINDOW_S=300, T_API_MAX_BODY_BYTES=16384,
-# T_LOG_LEVEL=info, T_API_EXTRA (lines added to [api]).
+# T_API_PKI_DIR=$T_PKI (the device CA for POST /v1/devices; empty: none, registration answers
+# 503), T_LOG_LEVEL=info, T_API_EXTRA (lines added to [api]).
 t_write_api_conf() {
     local name=${1:-api} conf ops
     conf="$T_WORK/etc/$name.conf"
@@ -561,6 +562,7 @@ t_write_api_conf() {
         _t_kv login_failures_per_address "${T_API_LOGIN_FAILURES_PER_ADDRESS-20}"
         _t_kv login_window_s "${T_API_LOGIN_WINDOW_S-300}"
         _t_kv max_body_bytes "${T_API_MAX_BODY_BYTES-16384}"
+        _t_kv pki_dir "${T_API_PKI_DIR-$T_PKI}"
         _t_kv log_level "${T_LOG_LEVEL-info}"
         [[ -n "${T_API_EXTRA:-}" ]] && printf '%s\n' "$T_API_EXTRA"
         printf '\n[postgres]\n'

@@ -567,6 +567,7 @@ static void test_csr_bad_signature(void **state)
     char *csr = make_csr(key, other, EVP_sha256());
     assert_int_equal(mh_device_ca_sign_csr(p->ca, device_id, csr, strlen(csr), NULL, &cred), -1);
     assert_memory_equal(&cred, &zero, sizeof(cred));
+    assert_int_equal(mh_csr_check(csr, strlen(csr)), MH_CSR_BAD_SIGNATURE);
     free(csr);
 
     /* A well-formed request whose signature was altered: the last byte of the DER is the last
@@ -582,6 +583,9 @@ static void test_csr_bad_signature(void **state)
     der[len - 1] ^= 0x01;
     char *bad = der_to_pem(der, len);
     assert_int_equal(mh_device_ca_sign_csr(p->ca, device_id, bad, strlen(bad), NULL, &cred), -1);
+    assert_int_equal(mh_csr_check(bad, strlen(bad)), MH_CSR_BAD_SIGNATURE);
+    assert_int_equal(ERR_peek_error(), 0);
+    assert_int_equal(mh_csr_check(csr, strlen(csr)), MH_CSR_OK);
     /* The untouched request is fine, so the refusal was the signature. */
     assert_int_equal(mh_device_ca_sign_csr(p->ca, device_id, csr, strlen(csr), NULL, &cred), 0);
     mh_device_cred_dispose(&cred);
@@ -608,6 +612,7 @@ static void test_csr_refuses(void **state)
         char *csr = make_csr(keys[i], keys[i], mds[i]);
         assert_int_equal(mh_device_ca_sign_csr(p->ca, device_id, csr, strlen(csr), NULL, &cred),
                          -1);
+        assert_int_equal(mh_csr_check(csr, strlen(csr)), MH_CSR_KEY_REFUSED);
         free(csr);
         EVP_PKEY_free(keys[i]);
     }
@@ -616,6 +621,11 @@ static void test_csr_refuses(void **state)
     const char junk[] = "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE "
                         "REQUEST-----\n";
     assert_int_equal(mh_device_ca_sign_csr(p->ca, device_id, junk, strlen(junk), NULL, &cred), -1);
+    assert_int_equal(mh_csr_check(junk, strlen(junk)), MH_CSR_MALFORMED);
+    assert_int_equal(ERR_peek_error(), 0);
+    assert_int_equal(mh_csr_check("", 0), MH_CSR_MALFORMED);
+    assert_int_equal(mh_csr_check(NULL, 10), MH_CSR_MALFORMED);
+    assert_non_null(strstr(mh_csr_status_text(MH_CSR_MALFORMED), "16384"));
     assert_int_equal(mh_device_ca_sign_csr(p->ca, device_id, "", 0, NULL, &cred), -1);
     assert_int_equal(mh_device_ca_sign_csr(p->ca, device_id, NULL, 10, NULL, &cred), -1);
     EVP_PKEY *key = EVP_EC_gen("P-256");
@@ -625,6 +635,7 @@ static void test_csr_refuses(void **state)
     memcpy(padded, csr, strlen(csr));
     memset(padded + strlen(csr), '\n', big - strlen(csr));
     assert_int_equal(mh_device_ca_sign_csr(p->ca, device_id, padded, big, NULL, &cred), -1);
+    assert_int_equal(mh_csr_check(padded, big), MH_CSR_MALFORMED);
     assert_int_equal(mh_device_ca_sign_csr(p->ca, "nope", csr, strlen(csr), NULL, &cred), -1);
     /* A length shorter than the text: the request is cut, hence refused. */
     assert_int_equal(mh_device_ca_sign_csr(p->ca, device_id, csr, strlen(csr) / 2, NULL, &cred),
