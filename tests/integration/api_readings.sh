@@ -83,6 +83,58 @@ t_eq "a century of hours" 200 "$(t_api GET "$(q "$counter" "from=0&to=4102444800
 t_eq "  is paged at the default limit" "1000 3600000" "$(field '"\(.points | length) \(.next_from)"')"
 t_like "  with the standard reason phrase" '^HTTP/1.1 200 OK' "$(head -n 1 "$T_HEADERS" | tr -d '\r')"
 
+# --- minute, 15min, month, units and rates -----------------------------------------------------
+t_eq "15-minute counter" 200 "$(t_api GET "$(q "$counter" "from=$hour0&to=$((hour0 + 3600))&resolution=15min")" "$alice")"
+t_eq "  from the raw readings, null between them" "$hour0,1000 $((hour0 + 900)),null $((hour0 + 1800)),1010 $((hour0 + 2700)),null" "$(points)"
+t_eq "minute gauge" 200 "$(t_api GET "$(q "$gauge" "from=$hour0&to=$((hour0 + 120))&resolution=minute")" "$alice")"
+t_eq "  the mean of each minute" "$hour0,100 $((hour0 + 60)),null" "$(points)"
+t_eq "monthly counter" 200 "$(t_api GET "$(q "$counter" "from=$day0&to=$((day0 + 86400))&resolution=month")" "$alice")"
+t_eq "  the last reading of the month" 1090 "$(jq -r '[.points[] | select(.[1] != null)] | last | .[1]' "$T_BODY")"
+t_eq "raw counter in W" 200 "$(t_api GET "$(q "$counter" "from=$start&to=$((start + 5400))&unit=W")" "$alice")"
+# 10 Wh every 1800 s is 20 W; the first reading has none before it.
+t_eq "  the rate between readings" "$start,null $((start + 1800)),20 $((start + 3600)),20" "$(points)"
+t_eq "  said in W" W "$(field .unit)"
+t_eq "the rate of a later page uses the reading before it" 200 \
+    "$(t_api GET "$(q "$counter" "from=$((start + 1800))&to=$((start + 3600))&unit=W")" "$alice")"
+t_eq "  20 W" "$((start + 1800)),20" "$(points)"
+t_eq "hourly counter in W" 200 "$(t_api GET "$(q "$counter" "from=$hour0&to=$((hour0 + 3 * 3600))&resolution=hour&unit=W")" "$alice")"
+t_eq "  from the last reading of each hour to the next's" "$hour0,null $((hour0 + 3600)),20 $((hour0 + 7200)),20" "$(points)"
+t_eq "hourly counter in kWh/year" 200 "$(t_api GET "$(q "$counter" "from=$((hour0 + 3600))&to=$((hour0 + 7200))&resolution=hour&unit=kWh%2Fyear")" "$alice")"
+t_eq "  20 W is 175.2 kWh a year" "$((hour0 + 3600)) 175.2" \
+    "$(jq -r '.points[0] | "\(.[0]) \(.[1] * 1e9 | round / 1e9)"' "$T_BODY")"
+t_eq "the index in kWh" 200 "$(t_api GET "$(q "$counter" "from=$start&to=$((start + 1))&unit=kWh")" "$alice")"
+t_eq "  1000 Wh is 1 kWh" "$start,1" "$(points)"
+t_eq "a gauge in kW" 200 "$(t_api GET "$(q "$gauge" "from=$start&to=$((start + 1))&unit=kW")" "$alice")"
+t_eq "  100 W is 0.1 kW" "$start,0.1" "$(points)"
+t_eq "a unit the sensor cannot give" 400 "$(t_api GET "$(q "$counter" "from=1&to=2&unit=L%2Fmin")" "$alice")"
+t_like "  lists the ones it can" 'Wh, kWh, W, kWh/year' "$(field .message)"
+t_eq "a unit that is no unit" 400 "$(t_api GET "$(q "$counter" "from=1&to=2&unit=%20")" "$alice")"
+
+# --- Flukso-compatible reads -------------------------------------------------------------------
+fl() { t_api GET "/sensor/$1" "" -H "X-Version: 1.0" "${@:2}"; }
+t_eq "Flukso: hourly watts with X-Token" 200 \
+    "$(fl "$counter?start=$hour0&end=$((hour0 + 7200))&resolution=hour&unit=watt" -H "X-Token: $alice")"
+t_eq "  [[ts, value]] with nan for what has none" "[[$hour0,\"nan\"],[$((hour0 + 3600)),20]]" "$(jq -c . "$T_BODY")"
+t_eq "  watt is the default for electricity" 200 \
+    "$(fl "$counter?start=$hour0&end=$((hour0 + 7200))&resolution=hour&token=$alice")"
+t_eq "  the same, with token=" "[[$hour0,\"nan\"],[$((hour0 + 3600)),20]]" "$(jq -c . "$T_BODY")"
+t_eq "  as CSV" 200 "$(fl "$counter?start=$hour0&end=$((hour0 + 7200))&resolution=hour" -H "X-Token: $alice" -H 'Accept: text/csv')"
+t_eq "  ts,value lines" "$hour0,nan $((hour0 + 3600)),20" "$(paste -sd' ' "$T_BODY")"
+t_eq "  an interval without a resolution" 200 "$(fl "$gauge?interval=day" -H "X-Token: $alice")"
+t_eq "  gives 15-minute points" 97 "$(jq length "$T_BODY")"
+t_eq "  another version" 400 "$(t_api GET "/sensor/$counter?interval=day" "" -H "X-Token: $alice" -H 'X-Version: 2.0')"
+t_eq "  an unknown interval" 400 "$(fl "$counter?interval=week" -H "X-Token: $alice")"
+t_eq "  interval and start" 400 "$(fl "$counter?interval=day&start=1" -H "X-Token: $alice")"
+t_eq "  neither" 400 "$(fl "$counter?resolution=hour" -H "X-Token: $alice")"
+t_eq "  a unit Flukso does not have" 400 "$(fl "$counter?interval=day&unit=W" -H "X-Token: $alice")"
+t_eq "  a unit this sensor cannot give" 400 "$(fl "$counter?interval=day&unit=lpermin" -H "X-Token: $alice")"
+t_eq "  an unknown parameter" 400 "$(fl "$counter?interval=day&foo=1" -H "X-Token: $alice")"
+t_eq "  too many points" 400 "$(fl "$counter?start=0&end=4102444800&resolution=minute" -H "X-Token: $alice")"
+t_eq "    named" too_many_points "$(field .error)"
+t_eq "  bob: not found" 404 "$(fl "$counter?interval=day" -H "X-Token: $bob")"
+t_eq "  no token: not found" 404 "$(fl "$counter?interval=day")"
+t_eq "  a wrong token" 401 "$(fl "$counter?interval=day" -H "X-Token: mht_0000000000000000000000000000000000000000000")"
+
 # --- CSV ---------------------------------------------------------------------------------------
 t_eq "CSV on request" 200 "$(t_api GET "$(q "$counter" "from=$start&to=$((start + 3600))")" "$alice" -H 'Accept: text/csv')"
 t_eq "  header and rows" "ts,value $start,1000 $((start + 1800)),1010" "$(paste -sd' ' "$T_BODY")"
