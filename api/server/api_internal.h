@@ -136,6 +136,13 @@ long long api_db_begin_as(api_job_t *job, PGconn *pg);
  */
 PGresult *api_db_exec(api_job_t *job, PGconn *pg, const char *sql, int n, const char *const *values,
                       const char *what);
+/*
+ * PQexecParams through a statement prepared once per connection (by the address of sql, which
+ * must be a string of static storage whose text never changes), for the statements of every
+ * request. Falls back to PQexecParams when it cannot prepare. Returns the result (owned).
+ */
+PGresult *api_db_exec_cached(PGconn *pg, const char *sql, int n, const char *const *values,
+                             const int *lengths, const int *formats);
 /* Commits; on failure sets a 503 answer and returns -1. */
 int api_db_commit(api_job_t *job, PGconn *pg);
 /* Rolls back whatever is open and sets a 503 answer, logging the server's message. */

@@ -49,6 +49,9 @@ static bool exec_ok(PGconn *pg, const char *sql)
     return ok;
 }
 
+static const char token_auth_sql[] = "SELECT account_id, scope FROM api_token_auth($1::bytea)";
+static const char bind_sql[] = "SELECT set_config('meterhub.account', $1, true)";
+
 long long api_db_begin_as(api_job_t *job, PGconn *pg)
 {
     uint8_t hash[32];
@@ -79,8 +82,7 @@ long long api_db_begin_as(api_job_t *job, PGconn *pg)
     }
     values[0] = (const char *)hash;
     lengths[0] = sizeof(hash);
-    r = PQexecParams(pg, "SELECT account_id, scope FROM api_token_auth($1::bytea)", 1, NULL, values,
-                     lengths, formats, 0);
+    r = api_db_exec_cached(pg, token_auth_sql, 1, values, lengths, formats);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         api_db_fail(job, pg, "token check");
         goto done;
@@ -104,8 +106,7 @@ long long api_db_begin_as(api_job_t *job, PGconn *pg)
         goto done;
     }
     /* true: local to this transaction, so a pooled connection never carries it further. */
-    r = PQexecParams(pg, "SELECT set_config('meterhub.account', $1, true)", 1, NULL, values, NULL,
-                     NULL, 0);
+    r = api_db_exec_cached(pg, bind_sql, 1, values, NULL, NULL);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         api_db_fail(job, pg, "binding the account");
         account = -1;
@@ -127,6 +128,45 @@ PGresult *api_db_exec(api_job_t *job, PGconn *pg, const char *sql, int n, const 
         return NULL;
     }
     return r;
+}
+
+/*
+ * Statements prepared on this thread's connection, by the address of their text. Planning a
+ * read costs more than running it (the readings table has a partition per month), so the hot
+ * statements are planned once per connection. Thread-local: a pool thread owns one connection.
+ */
+#define PREPARED_MAX 64
+static _Thread_local struct {
+    const char *sql[PREPARED_MAX];
+    int count;
+} prepared;
+
+/* Forgets every prepared statement: called when the thread's connection is (re)made. */
+static void prepared_reset(void)
+{
+    prepared.count = 0;
+}
+
+PGresult *api_db_exec_cached(PGconn *pg, const char *sql, int n, const char *const *values,
+                             const int *lengths, const int *formats)
+{
+    char name[16];
+    int i = 0;
+    while (i < prepared.count && prepared.sql[i] != sql)
+        i++;
+    if (i == prepared.count) {
+        if (i == PREPARED_MAX)
+            return PQexecParams(pg, sql, n, NULL, values, lengths, formats, 0);
+        snprintf(name, sizeof(name), "mh%d", i);
+        PGresult *r = PQprepare(pg, name, sql, n, NULL);
+        bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        PQclear(r);
+        if (!ok)
+            return PQexecParams(pg, sql, n, NULL, values, lengths, formats, 0);
+        prepared.sql[prepared.count++] = sql;
+    }
+    snprintf(name, sizeof(name), "mh%d", i);
+    return PQexecPrepared(pg, name, n, values, lengths, formats, 0);
 }
 
 int api_db_commit(api_job_t *job, PGconn *pg)
@@ -156,6 +196,7 @@ static PGconn *connect_pg(api_server_t *srv, bool *logged)
         PQfinish(pg);
         return NULL;
     }
+    prepared_reset();
     if (*logged)
         mh_log(MH_LOG_INFO, "api: PostgreSQL connection restored");
     *logged = false;

@@ -116,10 +116,9 @@ typedef struct sensor_access {
 static int sensor_access(api_job_t *job, PGconn *pg, sensor_access_t *a)
 {
     const char *values[1] = {job->path_id};
-    PGresult *r = PQexecParams(pg,
-                               "SELECT sid, type, unit, kind, access, finest, not_after"
-                               " FROM api_sensor_access($1)",
-                               1, NULL, values, NULL, NULL, 0);
+    static const char sql[] = "SELECT sid, type, unit, kind, access, finest, not_after"
+                              " FROM api_sensor_access($1)";
+    PGresult *r = api_db_exec_cached(pg, sql, 1, values, NULL, NULL);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         PQclear(r);
         api_db_fail(job, pg, "finding a sensor");
@@ -265,7 +264,7 @@ void api_run_readings(api_job_t *job, PGconn *pg)
                              api_value_mode_name(rule->mode),
                              factor,
                              a.has_not_after ? a.not_after : NULL};
-    r = PQexecParams(pg, read_sql[res], res == API_RES_RAW ? 6 : 7, NULL, values, NULL, NULL, 0);
+    r = api_db_exec_cached(pg, read_sql[res], res == API_RES_RAW ? 6 : 7, values, NULL, NULL);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         PQclear(r);
         api_db_fail(job, pg, "reading readings");
@@ -296,8 +295,8 @@ void api_run_readings(api_job_t *job, PGconn *pg)
         char points[24];
         snprintf(points, sizeof(points), "%d", n);
         const char *note[2] = {a.sid, points};
-        r = PQexecParams(pg, "SELECT api_note_foreign_read($1::bigint, $2::bigint)", 2, NULL, note,
-                         NULL, NULL, 0);
+        static const char note_sql[] = "SELECT api_note_foreign_read($1::bigint, $2::bigint)";
+        r = api_db_exec_cached(pg, note_sql, 2, note, NULL, NULL);
         bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
         PQclear(r);
         if (!ok) {

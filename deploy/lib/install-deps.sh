@@ -18,7 +18,8 @@ PACKAGES=(
     libevent-dev libssl-dev libpq-dev libhiredis-dev libprotobuf-c-dev protobuf-c-compiler
     libjansson-dev libcmocka-dev
     postgresql redis-server
-    curl openssl iproute2 procps
+    curl openssl iproute2 procps jq
+    wrk
 )
 
 log() {

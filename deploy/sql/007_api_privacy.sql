@@ -23,8 +23,10 @@ CREATE FUNCTION api_grant_reaches(p_resolution text, p_table text) RETURNS boole
 CREATE FUNCTION api_sensor_access(p_id text)
     RETURNS TABLE (sid bigint, type text, unit text, kind text, access text, finest text,
                    not_after timestamptz)
-    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public, pg_temp
     AS $$
+    BEGIN
+        RETURN QUERY
         SELECT s.sid, s.type, s.unit, s.kind,
                CASE WHEN s.account_id = api_account() THEN 'owner'
                     WHEN g.grantee_id IS NOT NULL THEN 'grantee' ELSE 'public' END,
@@ -39,37 +41,52 @@ CREATE FUNCTION api_sensor_access(p_id text)
                                  AND sh.visibility = 'shared'
         WHERE s.id = p_id
           AND (s.account_id = api_account() OR g.grantee_id IS NOT NULL
-               OR sh.visibility = 'public')
-    $$;
+               OR sh.visibility = 'public');
+    END $$;
 
 -- Sensors of other accounts shared with the bound account whose grant reaches this table.
 CREATE FUNCTION api_granted_sids(p_table text) RETURNS SETOF bigint
-    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public, pg_temp
     AS $$
+    BEGIN
+        IF api_account() IS NULL THEN
+            RETURN;
+        END IF;
+        RETURN QUERY
         SELECT g.sensor_sid FROM sensor_grants g
         JOIN sensor_sharing sh ON sh.sensor_sid = g.sensor_sid AND sh.visibility = 'shared'
-        WHERE g.grantee_id = api_account() AND api_grant_reaches(g.resolution, p_table)
-    $$;
+        WHERE g.grantee_id = api_account() AND api_grant_reaches(g.resolution, p_table);
+    END $$;
 
 -- Public sensors whose public resolution reaches this table (never raw readings).
 CREATE FUNCTION api_public_sids(p_table text) RETURNS SETOF bigint
-    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public, pg_temp
     AS $$
+    BEGIN
+        RETURN QUERY
         SELECT sensor_sid FROM sensor_sharing
         WHERE visibility = 'public' AND p_table <> 'readings'
-          AND (p_table = 'readings_daily' OR public_resolution = 'hour')
-    $$;
+          AND (p_table = 'readings_daily' OR public_resolution = 'hour');
+    END $$;
 
 -- The newest instant a public sensor's data may describe, or NULL if it is not public.
 CREATE FUNCTION api_public_not_after(p_sid bigint) RETURNS timestamptz
-    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public, pg_temp
     AS $$
-        SELECT now() - make_interval(hours => public_delay_hours) FROM sensor_sharing
-        WHERE sensor_sid = p_sid AND visibility = 'public'
-    $$;
+    BEGIN
+        RETURN (SELECT now() - make_interval(hours => public_delay_hours) FROM sensor_sharing
+                WHERE sensor_sid = p_sid AND visibility = 'public');
+    END $$;
 
--- The policies are tried after api_own (policies are combined in name order), so the owner's
--- reads never pay for them. The sets are uncorrelated subqueries: evaluated once per query.
+-- Each set is an uncorrelated subquery, evaluated once per query and hashed; the functions are
+-- PL/pgSQL so that their own plans are cached for the session (an SQL function that cannot be
+-- inlined, as SECURITY DEFINER ones cannot, is planned again on every call).
+-- The owner's policies of 005, as uncorrelated subqueries too: a correlated EXISTS costs an
+-- index probe of sensors for every row read.
+ALTER POLICY api_own ON readings USING (sensor IN (SELECT s.sid FROM sensors s));
+ALTER POLICY api_own ON readings_hourly USING (sensor IN (SELECT s.sid FROM sensors s));
+ALTER POLICY api_own ON readings_daily USING (sensor IN (SELECT s.sid FROM sensors s));
+
 CREATE POLICY api_shared ON readings FOR SELECT TO meterhub_api
     USING (sensor IN (SELECT api_granted_sids('readings')));
 CREATE POLICY api_shared ON readings_hourly FOR SELECT TO meterhub_api
@@ -82,6 +99,18 @@ CREATE POLICY api_public ON readings_hourly FOR SELECT TO meterhub_api
 CREATE POLICY api_public ON readings_daily FOR SELECT TO meterhub_api
     USING (sensor IN (SELECT api_public_sids('readings_daily'))
            AND bucket + interval '1 day' <= api_public_not_after(sensor));
+
+-- The token check of every request (003_api.sql), for the same reason.
+CREATE OR REPLACE FUNCTION api_token_auth(p_hash bytea)
+    RETURNS TABLE (token_id bigint, account_id bigint, scope text, expires_at timestamptz)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+    AS $$
+    BEGIN
+        RETURN QUERY
+        SELECT t.id, t.account_id, t.scope, t.expires_at FROM api_tokens t
+        WHERE t.token_hash = p_hash AND t.revoked_at IS NULL
+          AND (t.expires_at IS NULL OR t.expires_at > now());
+    END $$;
 
 -- Reads of an account's data by anyone else, per sensor, reader and UTC day: what the owner's
 -- audit trail shows. reader_id 0 is an anonymous reader of a public sensor; a reader's
