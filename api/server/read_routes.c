@@ -132,6 +132,33 @@ static void submit_read(api_server_t *srv, struct evhttp_request *req, api_job_t
     api_db_submit(srv, job);
 }
 
+/*
+ * The start both routes share: the sensor id, the query's parameters into p (names set by the
+ * caller; the values borrow from kvs, which the caller clears) and the common checks. Returns
+ * a job for api_run_readings (owned by the caller) with *ok false and msg set if a parameter
+ * is wrong, or NULL after answering.
+ */
+static api_job_t *read_job_new(api_server_t *srv, struct evhttp_request *req, const char *path_id,
+                               struct evkeyvalq *kvs, read_param_t *p, char *msg, size_t msglen,
+                               bool *ok)
+{
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    /* It initialises kvs, also when it fails. */
+    if (evhttp_parse_query_str(query != NULL ? query : "", kvs) != 0) {
+        api_send_error(srv, req, 400, "invalid_request", "malformed query string", 0);
+        return NULL;
+    }
+    if (!api_hex_id(path_id)) {
+        api_send_error(srv, req, 404, "not_found", "no such sensor", 0);
+        return NULL;
+    }
+    api_job_t *job = api_job_new(srv, req, api_run_readings, API_SCOPE_READ);
+    job->anonymous_ok = true;
+    snprintf(job->path_id, sizeof(job->path_id), "%s", path_id);
+    *ok = parse_query(kvs, p, msg, msglen) && fill_range(job, p, msg, msglen);
+    return job;
+}
+
 void api_get_readings(api_server_t *srv, struct evhttp_request *req, const char *path_id)
 {
     read_param_t p[P_COUNT] = {[P_FROM] = {"from", NULL},
@@ -140,26 +167,19 @@ void api_get_readings(api_server_t *srv, struct evhttp_request *req, const char 
                                [P_LIMIT] = {"limit", NULL},
                                [P_UNIT] = {"unit", NULL}};
     struct evkeyvalq kvs;
-    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
     char msg[240] = "";
+    bool ok = false;
 
-    if (!api_hex_id(path_id)) {
-        api_send_error(srv, req, 404, "not_found", "no such sensor", 0);
-        return;
-    }
-    /* It initialises kvs, also when it fails. */
-    if (evhttp_parse_query_str(query != NULL ? query : "", &kvs) != 0) {
+    api_job_t *job = read_job_new(srv, req, path_id, &kvs, p, msg, sizeof(msg), &ok);
+    if (job == NULL) {
         evhttp_clear_headers(&kvs);
-        api_send_error(srv, req, 400, "invalid_request", "malformed query string", 0);
         return;
     }
-    api_job_t *job = api_job_new(srv, req, api_run_readings, API_SCOPE_READ);
-    job->anonymous_ok = true;
-    snprintf(job->path_id, sizeof(job->path_id), "%s", path_id);
-    job->range.limit = API_READINGS_LIMIT_DEFAULT;
-    job->range.resolution = API_RES_RAW;
+    if (!p[P_LIMIT].value)
+        job->range.limit = API_READINGS_LIMIT_DEFAULT;
+    if (!p[P_RESOLUTION].value)
+        job->range.resolution = API_RES_RAW;
     job->range.format = accepts_csv(req) ? API_FMT_CSV : API_FMT_JSON;
-    bool ok = parse_query(&kvs, p, msg, sizeof(msg)) && fill_range(job, p, msg, sizeof(msg));
     if (ok && (p[P_FROM].value == NULL || p[P_TO].value == NULL)) {
         snprintf(msg, sizeof(msg), "from and to are required (Unix seconds, [from, to))");
         ok = false;
@@ -222,31 +242,25 @@ void api_get_flukso(api_server_t *srv, struct evhttp_request *req, const char *p
                                [P_INTERVAL] = {"interval", NULL},
                                [P_TOKEN] = {"token", NULL}};
     struct evkeyvalq kvs;
-    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
     const char *version = evhttp_find_header(evhttp_request_get_input_headers(req), "X-Version");
     char msg[240] = "";
     int64_t now = (int64_t)time(NULL);
+    bool ok = false;
 
-    if (!api_hex_id(path_id)) {
-        api_send_error(srv, req, 404, "not_found", "no such sensor", 0);
-        return;
-    }
     if (version != NULL && strcmp(version, "1.0") != 0) {
         api_send_error(srv, req, 400, "unsupported_version", "X-Version: only 1.0 is served", 0);
         return;
     }
-    if (evhttp_parse_query_str(query != NULL ? query : "", &kvs) != 0) {
+    api_job_t *job = read_job_new(srv, req, path_id, &kvs, p, msg, sizeof(msg), &ok);
+    if (job == NULL) {
         evhttp_clear_headers(&kvs);
-        api_send_error(srv, req, 400, "invalid_request", "malformed query string", 0);
         return;
     }
-    api_job_t *job = api_job_new(srv, req, api_run_readings, API_SCOPE_READ);
-    job->anonymous_ok = true;
-    snprintf(job->path_id, sizeof(job->path_id), "%s", path_id);
-    job->range.limit = API_READINGS_LIMIT_MAX;
+    if (!p[P_LIMIT].value)
+        job->range.limit = API_READINGS_LIMIT_MAX;
     job->range.format = accepts_csv(req) ? API_FMT_FLUKSO_CSV : API_FMT_FLUKSO;
-    job->range.to = now;
-    bool ok = parse_query(&kvs, p, msg, sizeof(msg)) && fill_range(job, p, msg, sizeof(msg));
+    if (!p[P_TO].value)
+        job->range.to = now;
     if (ok && p[P_INTERVAL].value != NULL) {
         int64_t span = flukso_interval(p[P_INTERVAL].value);
         if (span == 0) {

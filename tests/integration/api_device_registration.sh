@@ -16,16 +16,8 @@ t_start_ingest
 t_start_writer
 t_start_api
 
-umask 077
-for who in alice bob; do
-    printf '%s-long-password\n' "$who" >"$T_WORK/$who.pw"
-    t_admin account add "$who" --password-file "$T_WORK/$who.pw" >/dev/null
-done
-token() {
-    t_api POST /v1/tokens "" -H 'Content-Type: application/json' \
-        --data-binary "{\"username\":\"$1\",\"password\":\"$1-long-password\",\"scope\":\"$2\"}" >/dev/null
-    jq -r .token "$T_BODY"
-}
+t_api_account alice bob
+token() { t_api_token "$@"; }
 alice="$(token alice manage)"
 alice_read="$(token alice read)"
 bob="$(token bob manage)"

@@ -20,18 +20,8 @@ dev="$(t_device alice 12)"
 P="$(t_sensor "$dev" 3)"  # private
 S="$(t_sensor "$dev" 7)"  # shared with bob at hour
 U="$(t_sensor "$dev" 11)" # public at day, 24 hours late
-t_admin account add bob >/dev/null
-t_admin account add carol >/dev/null
-umask 077
-for who in alice bob carol; do
-    printf '%s-correct-horse-battery\n' "$who" >"$T_WORK/$who.pw"
-    t_admin account passwd "$who" --password-file "$T_WORK/$who.pw" >/dev/null
-done
-token() { # token ACCOUNT [SCOPE]
-    t_api POST /v1/tokens "" -H 'Content-Type: application/json' --data-binary \
-        "{\"username\":\"$1\",\"password\":\"$1-correct-horse-battery\",\"scope\":\"${2:-read}\"}" >/dev/null
-    jq -r .token "$T_BODY"
-}
+t_api_account alice bob carol
+token() { t_api_token "$@"; }
 alice="$(token alice manage)"
 alice_read="$(token alice read)"
 bob="$(token bob)"

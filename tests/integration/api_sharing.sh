@@ -13,18 +13,9 @@ t_start_api
 
 alice_dev="$(t_device alice 1)"
 sensor="$(t_sensor "$alice_dev" 0)"
-umask 077
-for who in alice bob; do
-    printf '%s-long-password\n' "$who" >"$T_WORK/$who.pw"
-    t_admin account add "$who" --if-missing >/dev/null
-    t_admin account passwd "$who" --password-file "$T_WORK/$who.pw" >/dev/null
-done
+t_api_account alice bob
 t_admin account add carol >/dev/null
-token() {
-    t_api POST /v1/tokens "" -H 'Content-Type: application/json' \
-        --data-binary "{\"username\":\"$1\",\"password\":\"$1-long-password\",\"scope\":\"$2\"}" >/dev/null
-    jq -r .token "$T_BODY"
-}
+token() { t_api_token "$@"; }
 alice="$(token alice manage)"
 alice_read="$(token alice read)"
 bob="$(token bob manage)"

@@ -597,6 +597,25 @@ t_api() {
     printf '%s\n' "${code:-000}"
 }
 
+# t_api_account NAME...: each account (created if missing) gets the password "NAME-long-password",
+# for t_api_token.
+t_api_account() {
+    local who
+    for who in "$@"; do
+        (umask 077 && printf '%s-long-password\n' "$who" >"$T_WORK/$who.pw")
+        t_admin account add "$who" --if-missing >/dev/null
+        t_admin account passwd "$who" --password-file "$T_WORK/$who.pw" >/dev/null
+    done
+}
+
+# t_api_token NAME [SCOPE]: prints a fresh token (scope read by default) of an account made by
+# t_api_account; its JSON answer stays in $T_BODY.
+t_api_token() {
+    t_api POST /v1/tokens "" -H 'Content-Type: application/json' --data-binary \
+        "{\"username\":\"$1\",\"password\":\"$1-long-password\",\"scope\":\"${2:-read}\"}" >/dev/null
+    jq -r .token "$T_BODY"
+}
+
 # _t_running PID: alive and not a zombie (our children stay zombies until reaped).
 _t_running() {
     local state
