@@ -219,23 +219,15 @@ t_eq "  still the two secrets" "{mqtt_token,wifi_psk}" \
     "$(t_psql "SELECT secret_names FROM devices WHERE id = '$kitchen_id'")"
 
 # The API role, bound to alice as meterhub-api binds it, cannot read them back in any way.
-as_account() {
-    psql -X -q -At -v ON_ERROR_STOP=1 "$T_PG_API_URI" -f - <<SQL
-BEGIN;
-SELECT set_config('meterhub.account', '$(t_psql "SELECT id FROM accounts WHERE name = '$1'")', true) \g /dev/null
-$2;
-COMMIT;
-SQL
-}
 t_fails "the API role cannot SELECT the secrets column" t_psql_as api "SELECT secrets FROM devices"
-t_fails "  not even for alice's own device" as_account alice "SELECT secrets FROM devices WHERE id = '$kitchen_id'"
-t_fails "  nor with SELECT *" as_account alice "SELECT * FROM devices"
-t_fails "  nor through RETURNING" as_account alice "UPDATE devices SET name = 'x' WHERE id = '$kitchen_id' RETURNING secrets"
-t_fails "  nor by testing values" as_account alice "SELECT count(*) FROM devices WHERE secrets->>'wifi_psk' LIKE 'S%'"
+t_fails "  not even for alice's own device" t_psql_as_account alice "SELECT secrets FROM devices WHERE id = '$kitchen_id'"
+t_fails "  nor with SELECT *" t_psql_as_account alice "SELECT * FROM devices"
+t_fails "  nor through RETURNING" t_psql_as_account alice "UPDATE devices SET name = 'x' WHERE id = '$kitchen_id' RETURNING secrets"
+t_fails "  nor by testing values" t_psql_as_account alice "SELECT count(*) FROM devices WHERE secrets->>'wifi_psk' LIKE 'S%'"
 t_eq "  while their names are readable" "{mqtt_token,wifi_psk}" \
-    "$(as_account alice "SELECT secret_names FROM devices WHERE id = '$kitchen_id'")"
+    "$(t_psql_as_account alice "SELECT secret_names FROM devices WHERE id = '$kitchen_id'")"
 t_eq "  and every other column of devices" 1 \
-    "$(as_account alice "SELECT count(*) FROM devices WHERE name IS NOT NULL AND status = 'active'
+    "$(t_psql_as_account alice "SELECT count(*) FROM devices WHERE name IS NOT NULL AND status = 'active'
         AND id = '$kitchen_id'")"
 t_eq "  the name survived those attempts" "Kitchen meter" \
     "$(t_psql "SELECT name FROM devices WHERE id = '$kitchen_id'")"
@@ -267,10 +259,10 @@ t_eq "  both unchanged" "mains counter|null counter" \
 bob_account="$(t_psql "SELECT id FROM accounts WHERE name = 'bob'")"
 alice_account="$(t_psql "SELECT id FROM accounts WHERE name = 'alice'")"
 kitchen_did="$(t_psql "SELECT did FROM devices WHERE id = '$kitchen_id'")"
-t_fails "RLS: bob cannot hang a sensor of his on alice's device" as_account bob \
+t_fails "RLS: bob cannot hang a sensor of his on alice's device" t_psql_as_account bob \
     "INSERT INTO sensors (id, device_did, account_id, kind, type, unit)
      VALUES ('00000000000000000000000000000001', $kitchen_did, $bob_account, 'gas', 'counter', 'L')"
-t_fails "RLS: nor register a device for alice" as_account bob \
+t_fails "RLS: nor register a device for alice" t_psql_as_account bob \
     "INSERT INTO devices (id, account_id, cert_fingerprint)
      VALUES ('00000000000000000000000000000002', $alice_account, sha256('x'))"
 

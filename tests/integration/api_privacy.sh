@@ -220,53 +220,43 @@ t_eq "bob's trail holds none of it" 0 \
 
 # --- row-level security backstop -----------------------------------------------------------------
 # The API role with an account bound (or none), as raw SQL: the policies alone decide.
-as_account() { # as_account ACCOUNT|"" SQL
-    local id=""
-    [[ -n "$1" ]] && id="$(t_psql "SELECT id FROM accounts WHERE name = '$1'")"
-    psql -X -q -At -v ON_ERROR_STOP=1 "$T_PG_API_URI" -f - <<SQL
-BEGIN;
-SELECT set_config('meterhub.account', '$id', true) \g /dev/null
-$2;
-COMMIT;
-SQL
-}
 sid() { t_psql "SELECT sid FROM sensors WHERE id = '$1'"; }
 Psid="$(sid "$P")" Ssid="$(sid "$S")" Usid="$(sid "$U")"
 t_eq "S shared with bob at hour again" 200 "$(t_api PUT "/v1/sensors/$S/sharing" "$alice" \
     -H 'Content-Type: application/json' \
     --data-binary '{"visibility":"shared","grants":[{"account":"bob","resolution":"hour"}]}')"
-t_eq "RLS: carol reads none of P's or S's readings" "0 0 0" "$(as_account carol \
+t_eq "RLS: carol reads none of P's or S's readings" "0 0 0" "$(t_psql_as_account carol \
     "SELECT (SELECT count(*) FROM readings WHERE sensor IN ($Psid, $Ssid)) || ' ' ||
             (SELECT count(*) FROM readings_hourly WHERE sensor IN ($Psid, $Ssid)) || ' ' ||
             (SELECT count(*) FROM readings_daily WHERE sensor IN ($Psid, $Ssid))")"
-t_eq "RLS: bob reads S's hours and days, not its raw readings, nothing of P" "0 72 3 0" "$(as_account bob \
+t_eq "RLS: bob reads S's hours and days, not its raw readings, nothing of P" "0 72 3 0" "$(t_psql_as_account bob \
     "SELECT (SELECT count(*) FROM readings WHERE sensor = $Ssid) || ' ' ||
             (SELECT count(*) FROM readings_hourly WHERE sensor = $Ssid) || ' ' ||
             (SELECT count(*) FROM readings_daily WHERE sensor = $Ssid) || ' ' ||
             (SELECT count(*) FROM readings_hourly WHERE sensor = $Psid)")"
-t_eq "RLS: anonymous reads U's old days only" "0 0 0" "$(as_account "" \
+t_eq "RLS: anonymous reads U's old days only" "0 0 0" "$(t_psql_as_account "" \
     "SELECT (SELECT count(*) FROM readings WHERE sensor = $Usid) || ' ' ||
             (SELECT count(*) FROM readings_hourly WHERE sensor = $Usid) || ' ' ||
             (SELECT count(*) FROM readings_daily WHERE sensor = $Usid
              AND bucket + interval '1 day' > now() - interval '72 hours')")"
-t_eq "RLS: anonymous sees no sensor, account, grant or trail" "0 0 0 0 0" "$(as_account "" \
+t_eq "RLS: anonymous sees no sensor, account, grant or trail" "0 0 0 0 0" "$(t_psql_as_account "" \
     "SELECT (SELECT count(*) FROM sensors) || ' ' || (SELECT count(*) FROM accounts) || ' ' ||
             (SELECT count(*) FROM sensor_grants) || ' ' || (SELECT count(*) FROM audit_log)
             || ' ' || (SELECT count(*) FROM foreign_reads)")"
-t_eq "RLS: bob cannot see alice's grants, sharing or trail" "0 0 0 0" "$(as_account bob \
+t_eq "RLS: bob cannot see alice's grants, sharing or trail" "0 0 0 0" "$(t_psql_as_account bob \
     "SELECT (SELECT count(*) FROM sensor_grants) || ' ' || (SELECT count(*) FROM sensor_sharing)
             || ' ' || (SELECT count(*) FROM audit_log) || ' ' || (SELECT count(*) FROM foreign_reads)")"
-t_eq "RLS: bob's UPDATE of alice's sharing touches nothing" "" "$(as_account bob \
+t_eq "RLS: bob's UPDATE of alice's sharing touches nothing" "" "$(t_psql_as_account bob \
     "UPDATE sensor_sharing SET visibility = 'public' WHERE sensor_sid IN ($Ssid, $Usid) RETURNING 1")"
 t_eq "  S is still shared" shared "$(t_psql "SELECT visibility FROM sensor_sharing WHERE sensor_sid = $Ssid")"
-t_fails "RLS: bob cannot grant himself alice's sensor" as_account bob \
+t_fails "RLS: bob cannot grant himself alice's sensor" t_psql_as_account bob \
     "INSERT INTO sensor_grants (sensor_sid, account_id, grantee_id, resolution)
      VALUES ($Psid, $(t_psql "SELECT id FROM accounts WHERE name = 'alice'"), $(t_psql "SELECT id FROM accounts WHERE name = 'bob'"), 'raw')"
 t_eq "  no grant was added" 1 "$(t_psql 'SELECT count(*) FROM sensor_grants')"
-t_fails "RLS: bob cannot forge an audit entry for alice" as_account bob \
+t_fails "RLS: bob cannot forge an audit entry for alice" t_psql_as_account bob \
     "INSERT INTO audit_log (account_id, actor_id, kind, sensor_id, detail)
      VALUES ($(t_psql "SELECT id FROM accounts WHERE name = 'alice'"), NULL, 'foreign_read', '$P', '{}')"
-t_fails "RLS: nor write foreign reads" as_account bob "DELETE FROM foreign_reads"
+t_fails "RLS: nor write foreign reads" t_psql_as_account bob "DELETE FROM foreign_reads"
 t_eq "  alice's trail is intact" "$(t_psql "SELECT count(*) FROM audit_log")" \
     "$(t_psql "SELECT count(*) FROM audit_log a JOIN accounts c ON c.id = a.account_id WHERE c.name = 'alice'")"
 

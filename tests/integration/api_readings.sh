@@ -159,19 +159,11 @@ t_eq "a sensor that does not exist: the same" 404 "$(t_api GET "$(q 0123456789ab
 t_eq "the readings are still all there" 20 "$(t_psql 'SELECT count(*) FROM readings')"
 
 # --- row-level security backstop ---------------------------------------------------------------
-as_account() {
-    psql -X -q -At -v ON_ERROR_STOP=1 "$T_PG_API_URI" -f - <<SQL
-BEGIN;
-SELECT set_config('meterhub.account', '$(t_psql "SELECT id FROM accounts WHERE name = '$1'")', true) \g /dev/null
-$2;
-COMMIT;
-SQL
-}
 sid="$(t_psql "SELECT sid FROM sensors WHERE id = '$counter'")"
-t_eq "RLS: alice bound reads her readings" 10 "$(as_account alice "SELECT count(*) FROM readings WHERE sensor = $sid")"
-t_eq "RLS: bob bound reads none of them" 0 "$(as_account bob "SELECT count(*) FROM readings WHERE sensor = $sid")"
-t_eq "RLS: nor their rollups" 0 "$(as_account bob "SELECT count(*) FROM readings_hourly WHERE sensor = $sid")"
-t_fails "RLS: the API role cannot write readings" as_account alice \
+t_eq "RLS: alice bound reads her readings" 10 "$(t_psql_as_account alice "SELECT count(*) FROM readings WHERE sensor = $sid")"
+t_eq "RLS: bob bound reads none of them" 0 "$(t_psql_as_account bob "SELECT count(*) FROM readings WHERE sensor = $sid")"
+t_eq "RLS: nor their rollups" 0 "$(t_psql_as_account bob "SELECT count(*) FROM readings_hourly WHERE sensor = $sid")"
+t_fails "RLS: the API role cannot write readings" t_psql_as_account alice \
     "INSERT INTO readings (sensor, ts, value) VALUES ($sid, now(), 1)"
 
 t_done

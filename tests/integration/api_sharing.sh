@@ -64,18 +64,10 @@ t_eq "nothing changed by any of them" "$before" "$(settings)"
 t_eq "  nor audited" "$n0" "$(audit_count)"
 t_eq "bob's trail is his own: empty" 0 "$(t_api GET /v1/audit "$bob" >/dev/null; field '.entries | length')"
 
-as_account() {
-    psql -X -q -At -v ON_ERROR_STOP=1 "$T_PG_API_URI" -f - <<SQL
-BEGIN;
-SELECT set_config('meterhub.account', '$(t_psql "SELECT id FROM accounts WHERE name = '$1'")', true) \g /dev/null
-$2;
-COMMIT;
-SQL
-}
-t_eq "RLS: bob bound sees none of alice's sharing" 0 "$(as_account bob 'SELECT count(*) FROM sensor_sharing')"
-t_eq "RLS: nor her trail" 0 "$(as_account bob 'SELECT count(*) FROM audit_log')"
-t_fails "the API role cannot erase the trail" as_account alice 'DELETE FROM audit_log'
-t_fails "nor rewrite it" as_account alice "UPDATE audit_log SET kind = 'foreign_read'"
+t_eq "RLS: bob bound sees none of alice's sharing" 0 "$(t_psql_as_account bob 'SELECT count(*) FROM sensor_sharing')"
+t_eq "RLS: nor her trail" 0 "$(t_psql_as_account bob 'SELECT count(*) FROM audit_log')"
+t_fails "the API role cannot erase the trail" t_psql_as_account alice 'DELETE FROM audit_log'
+t_fails "nor rewrite it" t_psql_as_account alice "UPDATE audit_log SET kind = 'foreign_read'"
 t_eq "the trail is intact" "$n0" "$(audit_count)"
 
 t_done

@@ -597,6 +597,20 @@ t_api() {
     printf '%s\n' "${code:-000}"
 }
 
+# t_psql_as_account ACCOUNT SQL: SQL as the API's role in a transaction with ACCOUNT (a name;
+# "" for none, an anonymous caller) bound, as meterhub-api binds it: what row-level security
+# alone lets through.
+t_psql_as_account() {
+    local id=""
+    [[ -n "$1" ]] && id="$(t_psql "SELECT id FROM accounts WHERE name = '$1'")"
+    psql -X -q -At -v ON_ERROR_STOP=1 "$T_PG_API_URI" -f - <<SQL
+BEGIN;
+SELECT set_config('meterhub.account', '$id', true) \g /dev/null
+$2;
+COMMIT;
+SQL
+}
+
 # t_api_account NAME...: each account (created if missing) gets the password "NAME-long-password",
 # for t_api_token.
 t_api_account() {
