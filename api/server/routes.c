@@ -450,15 +450,31 @@ static void method_not_allowed(api_server_t *srv, struct evhttp_request *req, co
                    0);
 }
 
+/* The resources that read query parameters (each checks its own). */
+static bool takes_query(const char *path)
+{
+    size_t n = strlen(path);
+    return strncmp(path, "/sensor/", 8) == 0 || strcmp(path, "/v1/export") == 0 ||
+           (strncmp(path, "/v1/sensors/", 12) == 0 && n > 9 &&
+            strcmp(path + n - 9, "/readings") == 0);
+}
+
 void api_routes_handle(struct evhttp_request *req, void *arg)
 {
     api_server_t *srv = arg;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
 
     if (path == NULL) {
         api_send_error(srv, req, 400, "invalid_request", "no path", 0);
+        return;
+    }
+    if (!takes_query(path) && query != NULL && query[0] != '\0') {
+        /* A parameter nobody reads is refused, not ignored: it is usually a mistake. */
+        api_send_error(srv, req, 400, "invalid_request", "this resource takes no query parameters",
+                       0);
         return;
     }
     if (strcmp(path, "/v1/tokens") == 0) {

@@ -76,5 +76,10 @@ t_like "  as revoked" '"error":"device_revoked"' "$(cat "$T_BODY")"
 t_ok "bob's device is unaffected" post_ok "$bob_dev" "$bob_s0" 101 200
 t_eq "revoking again is harmless" 204 "$(t_api DELETE "/v1/devices/$alice_id" "$alice_manage")"
 
+# A query parameter no resource reads is refused, not ignored.
+t_eq "GET /v1/devices?sort=name: refused" 400 "$(t_api GET "/v1/devices?sort=name" "$alice_read")"
+t_like "  said so" "takes no query parameters" "$(jq -r .message "$T_BODY")"
+t_eq "GET /v1/me?x: refused" 400 "$(t_api GET "/v1/me?x" "$alice_read")"
+
 t_ok "meterhub-api stops cleanly" t_stop_api
 t_done
