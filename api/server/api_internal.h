@@ -57,6 +57,7 @@ int api_settings_validate(const api_settings_t *s, char *err, size_t errlen);
 
 typedef struct api_server api_server_t;
 typedef struct api_job api_job_t;
+typedef struct api_stream api_stream_t;
 
 /* Runs on a database thread with that thread's connection (borrowed). Sets the job's answer. */
 typedef void (*api_job_run_fn)(api_job_t *job, PGconn *pg);
@@ -85,8 +86,9 @@ struct api_job {
         long limit;       /* most points */
         bool csv;         /* Accept: text/csv */
     } range;
-    char username[65]; /* login */
-    char peer[64];     /* the client's address, for login limits */
+    char username[65];    /* login */
+    char peer[64];        /* the client's address, for login limits */
+    api_stream_t *stream; /* a streamed answer (owned; export), or NULL */
     /* Out, set on the database thread. */
     int status;            /* HTTP status; 0: not answered (500) */
     json_t *out;           /* response body (owned); NULL: none (204) */
@@ -116,6 +118,13 @@ void api_job_error(api_job_t *job, int status, const char *code, const char *fmt
  * the job's error answer set (401, 403, 503) and no transaction open.
  */
 long long api_db_begin_as(api_job_t *job, PGconn *pg);
+/* The same, in a REPEATABLE READ READ ONLY transaction: one snapshot for a long read. */
+long long api_db_begin_snapshot_as(api_job_t *job, PGconn *pg);
+/*
+ * Opens a new (read-write) transaction bound to account, which an earlier api_db_begin_as of
+ * the same job returned (its token is wiped by then). Returns 0, or -1 with a 503 answer set.
+ */
+int api_db_bind(api_job_t *job, PGconn *pg, long long account);
 /* Commits; on failure sets a 503 answer and returns -1. */
 int api_db_commit(api_job_t *job, PGconn *pg);
 /* Rolls back whatever is open and sets a 503 answer, logging the server's message. */
@@ -134,7 +143,15 @@ typedef struct api_metrics {
     atomic_uint_fast64_t requests[6]; /* 2xx, 400, 401, 403, 404, other */
     atomic_uint_fast64_t logins_ok, logins_failed, logins_limited;
     atomic_uint_fast64_t db_errors;
+    atomic_uint_fast64_t exports[3]; /* api_export_outcome_t */
+    atomic_uint_fast64_t export_bytes;
 } api_metrics_t;
+
+typedef enum api_export_outcome {
+    API_EXPORT_COMPLETE,    /* sent whole */
+    API_EXPORT_CLIENT_GONE, /* the client went away first */
+    API_EXPORT_FAILED,      /* the database failed: refused, or cut off mid-stream */
+} api_export_outcome_t;
 
 struct api_server {
     const api_settings_t *cfg; /* borrowed */
@@ -153,10 +170,42 @@ struct api_server {
     struct event *done_ev;
     bool stopping;
     atomic_int db_ready; /* threads with a live connection */
+    int exports;         /* streams in progress; loop thread */
 };
+
+/*
+ * A streamed answer (export.c): produced on a database thread, written by the loop thread as
+ * chunked HTTP. At most API_STREAM_HIGH_WATER bytes wait between the two (plus one write):
+ * the producer sleeps in api_stream_write until the socket has taken them.
+ *
+ * The job owns the stream. Nothing is sent before the first data, so that a job failing early
+ * (401, 503) still gets an ordinary error answer; once the 200 and its headers are out, a
+ * failure can only cut the connection, so that the client sees an incomplete chunked body
+ * rather than a short one that looks whole.
+ */
+#define API_STREAM_HIGH_WATER (1024 * 1024)
+
+/* Loop thread. A stream for req (borrowed; answered through the stream from now on) with the
+ * answer's content type (a static string). Watches the connection for the client going away. */
+api_stream_t *api_stream_new(api_server_t *srv, struct evhttp_request *req, const char *type);
+/* Database thread. Moves all of data into the stream, first waiting while too much is queued.
+ * Returns 0, or -1 when the client has gone away: stop producing. */
+int api_stream_write(api_stream_t *s, struct evbuffer *data);
+/*
+ * Loop thread, once the producer is done with s: complete says whether it produced everything.
+ * Sends what is left and ends the answer (complete), or cuts the connection (not complete, the
+ * answer begun), or releases a request whose client went away. s is freed, at once or, when a
+ * chunk is still being written, once it is (the end of the answer follows it). Returns false
+ * only when nothing was sent and the client is still there: the caller answers req itself.
+ */
+bool api_stream_end(api_stream_t *s, bool complete);
+/* After the loop has stopped (shutdown): frees s, answering nothing. */
+void api_stream_free(api_stream_t *s);
 
 /* routes.c */
 void api_routes_handle(struct evhttp_request *req, void *arg);
+/* Counts an answer's status in the metrics. Loop thread. */
+void api_count_status(api_server_t *srv, int status);
 /* Sends the job's answer and frees the job. Loop thread. */
 void api_job_answer(api_job_t *job);
 void api_metrics_render(struct evbuffer *out, void *arg);
@@ -174,5 +223,8 @@ void api_run_readings(api_job_t *job, PGconn *pg);
 void api_run_sharing_get(api_job_t *job, PGconn *pg);
 void api_run_sharing_put(api_job_t *job, PGconn *pg);
 void api_run_audit(api_job_t *job, PGconn *pg);
+
+/* export.c: GET /v1/export, streamed into job->stream (job->range.csv: CSV, else NDJSON). */
+void api_run_export(api_job_t *job, PGconn *pg);
 
 #endif

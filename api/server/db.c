@@ -49,14 +49,37 @@ static bool exec_ok(PGconn *pg, const char *sql)
     return ok;
 }
 
-long long api_db_begin_as(api_job_t *job, PGconn *pg)
+/* Opens a transaction with begin_sql and binds account to it. 0, or -1 after api_db_fail. */
+static int bind_account(api_job_t *job, PGconn *pg, long long account, const char *begin_sql)
+{
+    char acc[24];
+    const char *values[1] = {acc};
+
+    snprintf(acc, sizeof(acc), "%lld", account);
+    if (!exec_ok(pg, begin_sql)) {
+        api_db_fail(job, pg, "BEGIN");
+        return -1;
+    }
+    /* true: local to this transaction, so a pooled connection never carries it further. */
+    PGresult *r = PQexecParams(pg, "SELECT set_config('meterhub.account', $1, true)", 1, NULL,
+                               values, NULL, NULL, 0);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    PQclear(r);
+    if (!ok) {
+        api_db_fail(job, pg, "binding the account");
+        return -1;
+    }
+    return 0;
+}
+
+/* The account of the job's bearer token (wiped here), or -1 with the job's error answer set. */
+static long long token_account(api_job_t *job, PGconn *pg)
 {
     uint8_t hash[32];
     const char *values[1];
     int lengths[1], formats[1] = {1};
     PGresult *r = NULL;
     long long account = -1;
-    char acc[24];
 
     if (job->token[0] == '\0') {
         api_job_error(job, 401, "unauthorized",
@@ -84,26 +107,32 @@ long long api_db_begin_as(api_job_t *job, PGconn *pg)
         goto done;
     }
     account = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
-    r = NULL;
-    snprintf(acc, sizeof(acc), "%lld", account);
-    values[0] = acc;
-    if (!exec_ok(pg, "BEGIN")) {
-        api_db_fail(job, pg, "BEGIN");
-        account = -1;
-        goto done;
-    }
-    /* true: local to this transaction, so a pooled connection never carries it further. */
-    r = PQexecParams(pg, "SELECT set_config('meterhub.account', $1, true)", 1, NULL, values, NULL,
-                     NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        api_db_fail(job, pg, "binding the account");
-        account = -1;
-    }
 done:
     PQclear(r);
     OPENSSL_cleanse(job->token, sizeof(job->token));
     return account;
+}
+
+long long api_db_begin_as(api_job_t *job, PGconn *pg)
+{
+    long long account = token_account(job, pg);
+    if (account < 0 || bind_account(job, pg, account, "BEGIN") != 0)
+        return -1;
+    return account;
+}
+
+long long api_db_begin_snapshot_as(api_job_t *job, PGconn *pg)
+{
+    long long account = token_account(job, pg);
+    if (account < 0 ||
+        bind_account(job, pg, account, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") != 0)
+        return -1;
+    return account;
+}
+
+int api_db_bind(api_job_t *job, PGconn *pg, long long account)
+{
+    return bind_account(job, pg, account, "BEGIN");
 }
 
 int api_db_commit(api_job_t *job, PGconn *pg)
@@ -247,6 +276,7 @@ void api_db_stop(api_server_t *srv)
     /* Answers that arrived after the loop stopped are dropped with their connections. */
     while (srv->done_head != NULL) {
         api_job_t *next = srv->done_head->next;
+        api_stream_free(srv->done_head->stream);
         json_decref(srv->done_head->in);
         json_decref(srv->done_head->out);
         free(srv->done_head->text);
