@@ -223,6 +223,7 @@ void api_run_readings(api_job_t *job, PGconn *pg);
 void api_run_sharing_get(api_job_t *job, PGconn *pg);
 void api_run_sharing_put(api_job_t *job, PGconn *pg);
 void api_run_audit(api_job_t *job, PGconn *pg);
+void api_run_erase(api_job_t *job, PGconn *pg);
 
 /* export.c: GET /v1/export, streamed into job->stream (job->range.csv: CSV, else NDJSON). */
 void api_run_export(api_job_t *job, PGconn *pg);

@@ -220,6 +220,43 @@ void api_run_me(api_job_t *job, PGconn *pg)
     job->out = out;
 }
 
+/*
+ * DELETE /v1/me: erases the account. Its devices are revoked first, in a transaction of their
+ * own, so that ingest refuses them within a directory refresh while the erase (years of
+ * readings take a while) runs; api_erase_account() (deploy/sql/009_api_erase.sql) then
+ * deletes every row of the account in one transaction. Should that fail, the devices stay
+ * revoked and the owner can ask again.
+ */
+void api_run_erase(api_job_t *job, PGconn *pg)
+{
+    long long account = api_db_begin_as(job, pg);
+    if (account < 0)
+        return;
+    PGresult *r = exec_in_tx(job, pg,
+                             "UPDATE devices SET status = 'revoked',"
+                             " revoked_at = coalesce(revoked_at, now()) WHERE status <> 'revoked'",
+                             0, NULL, "revoking the devices");
+    if (r == NULL)
+        return;
+    PQclear(r);
+    if (api_db_commit(job, pg) != 0 || api_db_bind(job, pg, account) != 0)
+        return;
+    /* Deleting millions of readings may outlast the pool's statement timeout; the erase holds
+     * the writers back only for its last, short step. */
+    r = exec_in_tx(job, pg, "SET LOCAL statement_timeout = '10min'", 0, NULL, "erasing");
+    if (r == NULL)
+        return;
+    PQclear(r);
+    r = exec_in_tx(job, pg, "SELECT api_erase_account()", 0, NULL, "erasing the account");
+    if (r == NULL)
+        return;
+    PQclear(r);
+    if (api_db_commit(job, pg) != 0)
+        return;
+    mh_log(MH_LOG_INFO, "api: account %lld erased at its owner's request (%s)", account, job->peer);
+    job->status = 204;
+}
+
 /* ---- devices and sensors ---- */
 
 #define DEVICE_COLUMNS                                                                             \

@@ -668,8 +668,10 @@ void api_routes_handle(struct evhttp_request *req, void *arg)
     if (strcmp(path, "/v1/me") == 0) {
         if (m == EVHTTP_REQ_GET)
             authed(srv, req, api_run_me, API_SCOPE_READ, 0);
+        else if (m == EVHTTP_REQ_DELETE)
+            authed(srv, req, api_run_erase, API_SCOPE_MANAGE, 0);
         else
-            method_not_allowed(srv, req, "GET");
+            method_not_allowed(srv, req, "GET, DELETE");
         return;
     }
     if (strcmp(path, "/v1/export") == 0) {
