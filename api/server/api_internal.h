@@ -36,6 +36,7 @@ typedef struct api_conf {
     long max_body_bytes;
     char *ops_addr;
     long ops_port;
+    bool self_registration;
     long token_default_ttl_s;
     long token_max_ttl_s;
     char *tls_cert;
@@ -86,7 +87,7 @@ struct api_job {
         long limit;       /* most points */
         bool csv;         /* Accept: text/csv */
     } range;
-    char username[65];    /* login */
+    char username[65];    /* login, registration */
     char peer[64];        /* the client's address, for login limits */
     api_stream_t *stream; /* a streamed answer (owned; export), or NULL */
     /* Out, set on the database thread. */
@@ -99,6 +100,7 @@ struct api_job {
     int retry_after;   /* seconds, when > 0 */
     bool login_failed; /* a wrong username or password: counts against the limits */
     bool login_ok;
+    bool address_used; /* a registration attempt: counts against the address's limit */
     api_job_t *next;
 };
 
@@ -138,6 +140,10 @@ void api_limits_free(api_limits_t *l);
 int api_limits_check(api_limits_t *l, const char *username, const char *peer, int64_t now);
 void api_limits_failed(api_limits_t *l, const char *username, const char *peer, int64_t now);
 void api_limits_succeeded(api_limits_t *l, const char *username, int64_t now);
+/* The same for the address alone, and one attempt counted against it alone: registrations,
+ * which are no username's failures. */
+int api_limits_check_address(api_limits_t *l, const char *peer, int64_t now);
+void api_limits_address_used(api_limits_t *l, const char *peer, int64_t now);
 
 typedef struct api_metrics {
     atomic_uint_fast64_t requests[6]; /* 2xx, 400, 401, 403, 404, other */
@@ -224,6 +230,7 @@ void api_run_sharing_get(api_job_t *job, PGconn *pg);
 void api_run_sharing_put(api_job_t *job, PGconn *pg);
 void api_run_audit(api_job_t *job, PGconn *pg);
 void api_run_erase(api_job_t *job, PGconn *pg);
+void api_run_register(api_job_t *job, PGconn *pg);
 
 /* export.c: GET /v1/export, streamed into job->stream (job->range.csv: CSV, else NDJSON). */
 void api_run_export(api_job_t *job, PGconn *pg);

@@ -25,6 +25,8 @@ static const mh_cfg_key_t api_keys[] = {
     AKEY(max_body_bytes, MH_CFG_INT, "16384", 1024, 1048576, "largest request body"),
     AKEY(ops_addr, MH_CFG_STR, "127.0.0.1", 0, 0, "metrics/health address (loopback only)"),
     AKEY(ops_port, MH_CFG_INT, "9103", 1, 65535, "metrics/health port"),
+    AKEY(self_registration, MH_CFG_BOOL, "false", 0, 0,
+         "anyone may create an account (POST /v1/accounts)"),
     AKEY(token_default_ttl_s, MH_CFG_INT, "2592000", 60, 10L * 365 * 86400,
          "lifetime of a token created without expires_in"),
     AKEY(token_max_ttl_s, MH_CFG_INT, "31536000", 60, 10L * 365 * 86400,

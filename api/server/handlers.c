@@ -257,6 +257,42 @@ void api_run_erase(api_job_t *job, PGconn *pg)
     job->status = 204;
 }
 
+/*
+ * POST /v1/accounts (self-registration; checked on the loop): hashes the password and creates
+ * the account through api_register_account(), which refuses a taken name. The API role
+ * cannot insert accounts itself.
+ */
+void api_run_register(api_job_t *job, PGconn *pg)
+{
+    const char *password = json_string_value(json_object_get(job->in, "password"));
+    char hash[MH_PASSWORD_HASH_MAX];
+    PGresult *r = NULL;
+
+    job->address_used = true;
+    if (mh_password_hash(password, hash, sizeof(hash)) != 0) {
+        api_job_error(job, 500, "internal", "could not hash the password");
+        goto done;
+    }
+    const char *values[2] = {job->username, hash};
+    r = PQexecParams(pg, "SELECT id, name FROM api_register_account($1, $2)", 2, NULL, values, NULL,
+                     NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        api_db_fail(job, pg, "creating an account");
+        goto done;
+    }
+    if (PQntuples(r) != 1) {
+        api_job_error(job, 409, "account_exists", "an account of that name exists");
+        goto done;
+    }
+    job->out = json_pack("{s:I, s:s}", "id", (json_int_t)strtoll(PQgetvalue(r, 0, 0), NULL, 10),
+                         "name", PQgetvalue(r, 0, 1));
+    job->status = 201;
+    mh_log(MH_LOG_INFO, "api: account %s registered itself (%s)", PQgetvalue(r, 0, 0), job->peer);
+done:
+    PQclear(r);
+    OPENSSL_cleanse(hash, sizeof(hash));
+}
+
 /* ---- devices and sensors ---- */
 
 #define DEVICE_COLUMNS                                                                             \

@@ -105,6 +105,8 @@ void api_job_answer(api_job_t *job)
         api_limits_succeeded(srv->limits, job->username, now);
         atomic_fetch_add_explicit(&srv->metrics.logins_ok, 1, memory_order_relaxed);
     }
+    if (job->address_used)
+        api_limits_address_used(srv->limits, job->peer, now);
     /* A stream answers for itself once it has begun; until then its job answers as any other. */
     bool streamed = job->stream != NULL &&
                     api_stream_end(job->stream, job->err_code == NULL && job->status == 200);
@@ -489,6 +491,68 @@ static void get_export(api_server_t *srv, struct evhttp_request *req)
     api_db_submit(srv, job);
 }
 
+/* A name accounts.name accepts (deploy/sql/001_core.sql): ASCII letters, digits, ._@-, at
+ * most 64, beginning with a letter or a digit. */
+static bool account_name_ok(const char *s)
+{
+    size_t n = 0;
+    for (; s[n] != '\0'; n++) {
+        char c = s[n];
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (n >= 64 || !(alnum || (n > 0 && strchr("._@-", c) != NULL)))
+            return false;
+    }
+    return n > 0;
+}
+
+/*
+ * POST /v1/accounts {"username", "password"}: self-registration, when the configuration allows
+ * it. Each attempt that reaches the database counts against the address's failed-login limit,
+ * so that one address can neither make accounts nor probe names without bound.
+ */
+static void post_accounts(api_server_t *srv, struct evhttp_request *req)
+{
+    const char *username = NULL, *password = NULL;
+    json_error_t jerr;
+    char msg[300], why[200];
+
+    if (!srv->cfg->api.self_registration) {
+        send_error(srv, req, 403, "registration_disabled",
+                   "self-registration is off on this server: an operator creates accounts", 0);
+        return;
+    }
+    json_t *in = read_json(srv, req);
+    if (in == NULL)
+        return;
+    msg[0] = '\0';
+    if (json_unpack_ex(in, &jerr, JSON_STRICT, "{s:s, s:s}", "username", &username, "password",
+                       &password) != 0)
+        snprintf(msg, sizeof(msg), "%s (fields: username, password)", jerr.text);
+    else if (!account_name_ok(username))
+        snprintf(
+            msg, sizeof(msg),
+            "username: 1 to 64 of A-Z, a-z, 0-9 and . _ @ -, beginning with a letter or digit");
+    else if (mh_password_acceptable(password, why, sizeof(why)) != 0)
+        snprintf(msg, sizeof(msg), "password: %s", why);
+    if (msg[0] != '\0') {
+        json_decref(in);
+        send_error(srv, req, 400, "invalid_request", msg, 0);
+        return;
+    }
+    api_job_t *job = job_new(srv, req, api_run_register, API_SCOPE_NONE);
+    snprintf(job->username, sizeof(job->username), "%s", username);
+    job->in = in;
+    int wait = api_limits_check_address(srv->limits, job->peer, (int64_t)time(NULL));
+    if (wait > 0) {
+        send_error(srv, req, 429, "too_many_attempts",
+                   "too many attempts from this address; retry later", wait);
+        json_decref(job->in);
+        free(job);
+        return;
+    }
+    api_db_submit(srv, job);
+}
+
 static bool one_of(const char *v, const char *const *set)
 {
     for (; *set; set++)
@@ -679,6 +743,13 @@ void api_routes_handle(struct evhttp_request *req, void *arg)
             get_export(srv, req);
         else
             method_not_allowed(srv, req, "GET");
+        return;
+    }
+    if (strcmp(path, "/v1/accounts") == 0) {
+        if (m == EVHTTP_REQ_POST)
+            post_accounts(srv, req);
+        else
+            method_not_allowed(srv, req, "POST");
         return;
     }
     send_error(srv, req, 404, "not_found", "no such resource", 0);

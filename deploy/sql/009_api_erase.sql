@@ -1,6 +1,6 @@
--- People API: erasing one's own account (DELETE /v1/me). The API role can neither see other
--- accounts nor delete any, so the erase is one SECURITY DEFINER function that does exactly
--- that.
+-- People API: erasing one's own account (DELETE /v1/me) and self-registration
+-- (POST /v1/accounts). The API role can neither see other accounts nor create or delete any,
+-- so each is one SECURITY DEFINER function that does exactly that one thing.
 
 -- Readings reach the writer through Redis, possibly long after ingest accepted them, and
 -- `readings` has no foreign key to `sensors` (per-row checks would cost the writer dearly). So
@@ -57,5 +57,17 @@ BEGIN
     DELETE FROM accounts WHERE id = acc;
 END $$;
 
-REVOKE EXECUTE ON FUNCTION api_erase_account() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api_erase_account() TO meterhub_api;
+-- Creates an account with a password hash made by the API (common/password.h). Returns its
+-- id and name, or no row when the name is taken. Whether anyone may call it is the API's
+-- decision (api.self_registration).
+CREATE FUNCTION api_register_account(p_name text, p_password_hash text)
+    RETURNS TABLE (id bigint, name text)
+    LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp
+    AS $$
+        INSERT INTO accounts AS a (name, password_hash) VALUES (p_name, p_password_hash)
+        ON CONFLICT (name) DO NOTHING
+        RETURNING a.id, a.name
+    $$;
+
+REVOKE EXECUTE ON FUNCTION api_erase_account(), api_register_account(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api_erase_account(), api_register_account(text, text) TO meterhub_api;
