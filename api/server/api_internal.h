@@ -39,6 +39,7 @@ typedef struct api_conf {
     char *ops_addr;
     long ops_port;
     char *pki_dir;
+    bool self_registration;
     long token_default_ttl_s;
     long token_max_ttl_s;
     char *tls_cert;
@@ -60,6 +61,7 @@ int api_settings_validate(const api_settings_t *s, char *err, size_t errlen);
 
 typedef struct api_server api_server_t;
 typedef struct api_job api_job_t;
+typedef struct api_stream api_stream_t;
 
 /* Runs on a database thread with that thread's connection (borrowed). Sets the job's answer. */
 typedef void (*api_job_run_fn)(api_job_t *job, PGconn *pg);
@@ -97,8 +99,9 @@ struct api_job {
         int format;            /* api_read_format_t */
         char unit[16];         /* the unit asked for; "": the sensor's own */
     } range;
-    char username[65]; /* login */
-    char peer[64];     /* the client's address, for login limits */
+    char username[65];    /* login, registration */
+    char peer[64];        /* the client's address, for login limits */
+    api_stream_t *stream; /* a streamed answer (owned; export), or NULL */
     /* Out, set on the database thread. */
     int status;            /* HTTP status; 0: not answered (500) */
     json_t *out;           /* response body (owned); NULL: none (204) */
@@ -110,6 +113,7 @@ struct api_job {
     int retry_after;   /* seconds, when > 0 */
     bool login_failed; /* a wrong username or password: counts against the limits */
     bool login_ok;
+    bool address_used; /* a registration attempt: counts against the address's limit */
     api_job_t *next;
 };
 
@@ -143,6 +147,13 @@ PGresult *api_db_exec(api_job_t *job, PGconn *pg, const char *sql, int n, const 
  */
 PGresult *api_db_exec_cached(PGconn *pg, const char *sql, int n, const char *const *values,
                              const int *lengths, const int *formats);
+/* The same, in a REPEATABLE READ READ ONLY transaction: one snapshot for a long read. */
+long long api_db_begin_snapshot_as(api_job_t *job, PGconn *pg);
+/*
+ * Opens a new (read-write) transaction bound to account, which an earlier api_db_begin_as of
+ * the same job returned (its token is wiped by then). Returns 0, or -1 with a 503 answer set.
+ */
+int api_db_bind(api_job_t *job, PGconn *pg, long long account);
 /* Commits; on failure sets a 503 answer and returns -1. */
 int api_db_commit(api_job_t *job, PGconn *pg);
 /* Rolls back whatever is open and sets a 503 answer, logging the server's message. */
@@ -156,12 +167,24 @@ void api_limits_free(api_limits_t *l);
 int api_limits_check(api_limits_t *l, const char *username, const char *peer, int64_t now);
 void api_limits_failed(api_limits_t *l, const char *username, const char *peer, int64_t now);
 void api_limits_succeeded(api_limits_t *l, const char *username, int64_t now);
+/* The same for the address alone, and one attempt counted against it alone: registrations,
+ * which are no username's failures. */
+int api_limits_check_address(api_limits_t *l, const char *peer, int64_t now);
+void api_limits_address_used(api_limits_t *l, const char *peer, int64_t now);
 
 typedef struct api_metrics {
     atomic_uint_fast64_t requests[6]; /* 2xx, 400, 401, 403, 404, other */
     atomic_uint_fast64_t logins_ok, logins_failed, logins_limited;
     atomic_uint_fast64_t db_errors;
+    atomic_uint_fast64_t exports[3]; /* api_export_outcome_t */
+    atomic_uint_fast64_t export_bytes;
 } api_metrics_t;
+
+typedef enum api_export_outcome {
+    API_EXPORT_COMPLETE,    /* sent whole */
+    API_EXPORT_CLIENT_GONE, /* the client went away first */
+    API_EXPORT_FAILED,      /* the database failed: refused, or cut off mid-stream */
+} api_export_outcome_t;
 
 struct api_server {
     const api_settings_t *cfg; /* borrowed */
@@ -181,7 +204,37 @@ struct api_server {
     struct event *done_ev;
     bool stopping;
     atomic_int db_ready; /* threads with a live connection */
+    int exports;         /* streams in progress; loop thread */
 };
+
+/*
+ * A streamed answer (export.c): produced on a database thread, written by the loop thread as
+ * chunked HTTP. At most API_STREAM_HIGH_WATER bytes wait between the two (plus one write):
+ * the producer sleeps in api_stream_write until the socket has taken them.
+ *
+ * The job owns the stream. Nothing is sent before the first data, so that a job failing early
+ * (401, 503) still gets an ordinary error answer; once the 200 and its headers are out, a
+ * failure can only cut the connection, so that the client sees an incomplete chunked body
+ * rather than a short one that looks whole.
+ */
+#define API_STREAM_HIGH_WATER (1024 * 1024)
+
+/* Loop thread. A stream for req (borrowed; answered through the stream from now on) with the
+ * answer's content type (a static string). Watches the connection for the client going away. */
+api_stream_t *api_stream_new(api_server_t *srv, struct evhttp_request *req, const char *type);
+/* Database thread. Moves all of data into the stream, first waiting while too much is queued.
+ * Returns 0, or -1 when the client has gone away: stop producing. */
+int api_stream_write(api_stream_t *s, struct evbuffer *data);
+/*
+ * Loop thread, once the producer is done with s: complete says whether it produced everything.
+ * Sends what is left and ends the answer (complete), or cuts the connection (not complete, the
+ * answer begun), or releases a request whose client went away. s is freed, at once or, when a
+ * chunk is still being written, once it is (the end of the answer follows it). Returns false
+ * only when nothing was sent and the client is still there: the caller answers req itself.
+ */
+bool api_stream_end(api_stream_t *s, bool complete);
+/* After the loop has stopped (shutdown): frees s, answering nothing. */
+void api_stream_free(api_stream_t *s);
 
 /* routes.c */
 void api_routes_handle(struct evhttp_request *req, void *arg);
@@ -202,6 +255,8 @@ bool api_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out);
 /* read_routes.c: GET /v1/sensors/{id}/readings and Flukso's GET /sensor/{id}. */
 void api_get_readings(api_server_t *srv, struct evhttp_request *req, const char *id);
 void api_get_flukso(api_server_t *srv, struct evhttp_request *req, const char *id);
+/* Counts an answer's status in the metrics. Loop thread. */
+void api_count_status(api_server_t *srv, int status);
 /* Sends the job's answer and frees the job. Loop thread. */
 void api_job_answer(api_job_t *job);
 void api_metrics_render(struct evbuffer *out, void *arg);
@@ -243,5 +298,10 @@ int api_sensor_patch_check(json_t *in, char *msg, size_t msglen);
 void api_run_device_register(api_job_t *job, PGconn *pg);
 void api_run_device_patch(api_job_t *job, PGconn *pg);
 void api_run_sensor_patch(api_job_t *job, PGconn *pg);
+void api_run_erase(api_job_t *job, PGconn *pg);
+void api_run_register(api_job_t *job, PGconn *pg);
+
+/* export.c: GET /v1/export, streamed into job->stream (job->range.csv: CSV, else NDJSON). */
+void api_run_export(api_job_t *job, PGconn *pg);
 
 #endif

@@ -28,6 +28,8 @@ static const mh_cfg_key_t api_keys[] = {
     AKEY(pki_dir, MH_CFG_STR, NULL, 0, 0,
          "device CA directory (device-ca.key, device-ca.crt, ca.crt) for POST /v1/devices;"
          " unset: registration answers 503"),
+    AKEY(self_registration, MH_CFG_BOOL, "false", 0, 0,
+         "anyone may create an account (POST /v1/accounts)"),
     AKEY(token_default_ttl_s, MH_CFG_INT, "2592000", 60, 10L * 365 * 86400,
          "lifetime of a token created without expires_in"),
     AKEY(token_max_ttl_s, MH_CFG_INT, "31536000", 60, 10L * 365 * 86400,

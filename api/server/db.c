@@ -52,22 +52,45 @@ static bool exec_ok(PGconn *pg, const char *sql)
 static const char token_auth_sql[] = "SELECT account_id, scope FROM api_token_auth($1::bytea)";
 static const char bind_sql[] = "SELECT set_config('meterhub.account', $1, true)";
 
-long long api_db_begin_as(api_job_t *job, PGconn *pg)
+/*
+ * Opens a transaction with begin_sql and binds account to it; account 0 (an anonymous caller)
+ * binds none: api_account() is NULL and every policy but the public ones hides everything.
+ * 0, or -1 after api_db_fail.
+ */
+static int bind_account(api_job_t *job, PGconn *pg, long long account, const char *begin_sql)
+{
+    char acc[24];
+    const char *values[1] = {acc};
+
+    snprintf(acc, sizeof(acc), "%lld", account);
+    if (!exec_ok(pg, begin_sql)) {
+        api_db_fail(job, pg, "BEGIN");
+        return -1;
+    }
+    if (account == 0)
+        return 0;
+    /* true: local to this transaction, so a pooled connection never carries it further. */
+    PGresult *r = api_db_exec_cached(pg, bind_sql, 1, values, NULL, NULL);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    PQclear(r);
+    if (!ok) {
+        api_db_fail(job, pg, "binding the account");
+        return -1;
+    }
+    return 0;
+}
+
+/* The account of the job's bearer token (wiped here), 0 for no token where the job allows
+ * anonymous callers, or -1 with the job's error answer set. */
+static long long token_account(api_job_t *job, PGconn *pg)
 {
     uint8_t hash[32];
     const char *values[1];
     int lengths[1], formats[1] = {1};
     PGresult *r = NULL;
     long long account = -1;
-    char acc[24];
 
     if (job->token[0] == '\0' && job->anonymous_ok) {
-        /* No account bound: api_account() is NULL and every policy but the public ones
-         * hides everything. */
-        if (!exec_ok(pg, "BEGIN")) {
-            api_db_fail(job, pg, "BEGIN");
-            goto done;
-        }
         account = 0;
         goto done;
     }
@@ -96,21 +119,6 @@ long long api_db_begin_as(api_job_t *job, PGconn *pg)
         goto done;
     }
     account = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
-    r = NULL;
-    snprintf(acc, sizeof(acc), "%lld", account);
-    values[0] = acc;
-    if (!exec_ok(pg, "BEGIN")) {
-        api_db_fail(job, pg, "BEGIN");
-        account = -1;
-        goto done;
-    }
-    /* true: local to this transaction, so a pooled connection never carries it further. */
-    r = api_db_exec_cached(pg, bind_sql, 1, values, NULL, NULL);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        api_db_fail(job, pg, "binding the account");
-        account = -1;
-    }
 done:
     PQclear(r);
     OPENSSL_cleanse(job->token, sizeof(job->token));
@@ -167,6 +175,28 @@ PGresult *api_db_exec_cached(PGconn *pg, const char *sql, int n, const char *con
     }
     snprintf(name, sizeof(name), "mh%d", i);
     return PQexecPrepared(pg, name, n, values, lengths, formats, 0);
+}
+
+long long api_db_begin_as(api_job_t *job, PGconn *pg)
+{
+    long long account = token_account(job, pg);
+    if (account < 0 || bind_account(job, pg, account, "BEGIN") != 0)
+        return -1;
+    return account;
+}
+
+long long api_db_begin_snapshot_as(api_job_t *job, PGconn *pg)
+{
+    long long account = token_account(job, pg);
+    if (account < 0 ||
+        bind_account(job, pg, account, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") != 0)
+        return -1;
+    return account;
+}
+
+int api_db_bind(api_job_t *job, PGconn *pg, long long account)
+{
+    return bind_account(job, pg, account, "BEGIN");
 }
 
 int api_db_commit(api_job_t *job, PGconn *pg)
@@ -311,6 +341,7 @@ void api_db_stop(api_server_t *srv)
     /* Answers that arrived after the loop stopped are dropped with their connections. */
     while (srv->done_head != NULL) {
         api_job_t *next = srv->done_head->next;
+        api_stream_free(srv->done_head->stream);
         json_decref(srv->done_head->in);
         json_decref(srv->done_head->out);
         free(srv->done_head->text);

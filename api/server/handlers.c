@@ -203,6 +203,79 @@ void api_run_me(api_job_t *job, PGconn *pg)
     job->out = out;
 }
 
+/*
+ * DELETE /v1/me: erases the account. Its devices are revoked first, in a transaction of their
+ * own, so that ingest refuses them within a directory refresh while the erase (years of
+ * readings take a while) runs; api_erase_account() (deploy/sql/009_api_erase.sql) then
+ * deletes every row of the account in one transaction. Should that fail, the devices stay
+ * revoked and the owner can ask again.
+ */
+void api_run_erase(api_job_t *job, PGconn *pg)
+{
+    long long account = api_db_begin_as(job, pg);
+    if (account < 0)
+        return;
+    PGresult *r = api_db_exec(job, pg,
+                              "UPDATE devices SET status = 'revoked',"
+                              " revoked_at = coalesce(revoked_at, now()) WHERE status <> 'revoked'",
+                              0, NULL, "revoking the devices");
+    if (r == NULL)
+        return;
+    PQclear(r);
+    if (api_db_commit(job, pg) != 0 || api_db_bind(job, pg, account) != 0)
+        return;
+    /* Deleting millions of readings may outlast the pool's statement timeout; the erase holds
+     * the writers back only for its last, short step. */
+    r = api_db_exec(job, pg, "SET LOCAL statement_timeout = '10min'", 0, NULL, "erasing");
+    if (r == NULL)
+        return;
+    PQclear(r);
+    r = api_db_exec(job, pg, "SELECT api_erase_account()", 0, NULL, "erasing the account");
+    if (r == NULL)
+        return;
+    PQclear(r);
+    if (api_db_commit(job, pg) != 0)
+        return;
+    mh_log(MH_LOG_INFO, "api: account %lld erased at its owner's request (%s)", account, job->peer);
+    job->status = 204;
+}
+
+/*
+ * POST /v1/accounts (self-registration; checked on the loop): hashes the password and creates
+ * the account through api_register_account(), which refuses a taken name. The API role
+ * cannot insert accounts itself.
+ */
+void api_run_register(api_job_t *job, PGconn *pg)
+{
+    const char *password = json_string_value(json_object_get(job->in, "password"));
+    char hash[MH_PASSWORD_HASH_MAX];
+    PGresult *r = NULL;
+
+    job->address_used = true;
+    if (mh_password_hash(password, hash, sizeof(hash)) != 0) {
+        api_job_error(job, 500, "internal", "could not hash the password");
+        goto done;
+    }
+    const char *values[2] = {job->username, hash};
+    r = PQexecParams(pg, "SELECT id, name FROM api_register_account($1, $2)", 2, NULL, values, NULL,
+                     NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        api_db_fail(job, pg, "creating an account");
+        goto done;
+    }
+    if (PQntuples(r) != 1) {
+        api_job_error(job, 409, "account_exists", "an account of that name exists");
+        goto done;
+    }
+    job->out = json_pack("{s:I, s:s}", "id", (json_int_t)strtoll(PQgetvalue(r, 0, 0), NULL, 10),
+                         "name", PQgetvalue(r, 0, 1));
+    job->status = 201;
+    mh_log(MH_LOG_INFO, "api: account %s registered itself (%s)", PQgetvalue(r, 0, 0), job->peer);
+done:
+    PQclear(r);
+    OPENSSL_cleanse(hash, sizeof(hash));
+}
+
 /* ---- devices and sensors ---- */
 
 #define DEVICE_COLUMNS                                                                             \

@@ -71,11 +71,18 @@ void api_limits_free(api_limits_t *l)
 int api_limits_check(api_limits_t *l, const char *username, const char *peer, int64_t now)
 {
     slot_t *a = find(l, l->accounts, username, now);
-    slot_t *p = find(l, l->addresses, peer, now);
     int64_t wait = 0;
     if (a->failures >= l->per_account)
         wait = a->window_start + l->window_s - now;
-    if (p->failures >= l->per_address && p->window_start + l->window_s - now > wait)
+    int by_address = api_limits_check_address(l, peer, now);
+    return wait > by_address ? (int)wait : by_address;
+}
+
+int api_limits_check_address(api_limits_t *l, const char *peer, int64_t now)
+{
+    slot_t *p = find(l, l->addresses, peer, now);
+    int64_t wait = 0;
+    if (p->failures >= l->per_address)
         wait = p->window_start + l->window_s - now;
     return wait > 0 ? (int)wait : 0;
 }
@@ -83,6 +90,11 @@ int api_limits_check(api_limits_t *l, const char *username, const char *peer, in
 void api_limits_failed(api_limits_t *l, const char *username, const char *peer, int64_t now)
 {
     find(l, l->accounts, username, now)->failures++;
+    find(l, l->addresses, peer, now)->failures++;
+}
+
+void api_limits_address_used(api_limits_t *l, const char *peer, int64_t now)
+{
     find(l, l->addresses, peer, now)->failures++;
 }
 

@@ -20,7 +20,7 @@
 
 enum { ST_2XX, ST_400, ST_401, ST_403, ST_404, ST_OTHER };
 
-static void count_status(api_server_t *srv, int status)
+void api_count_status(api_server_t *srv, int status)
 {
     int i = status >= 200 && status < 300 ? ST_2XX
             : status == 400               ? ST_400
@@ -52,7 +52,7 @@ static void send_body(api_server_t *srv, struct evhttp_request *req, int status,
         evhttp_add_header(hdr, "Content-Type", type);
         evbuffer_add(evhttp_request_get_output_buffer(req), body, strlen(body));
     }
-    count_status(srv, status);
+    api_count_status(srv, status);
     evhttp_send_reply(req, status, NULL, NULL);
 }
 
@@ -76,6 +76,22 @@ void api_send_error(api_server_t *srv, struct evhttp_request *req, int status, c
               retry_after, 0);
 }
 
+/* Sends the job's answer, whatever its kind. */
+static void send_answer(api_job_t *job)
+{
+    api_server_t *srv = job->srv;
+    if (job->err_code != NULL)
+        api_send_error(srv, job->req, job->status, job->err_code, job->err_msg, job->retry_after);
+    else if (job->status == 0)
+        api_send_error(srv, job->req, 500, "internal", "the request was not answered", 0);
+    else if (job->text != NULL) {
+        send_body(srv, job->req, job->status, job->text_type, job->text, 0);
+    } else {
+        send_json(srv, job->req, job->status, job->out, 0, job->dump_flags);
+        job->out = NULL;
+    }
+}
+
 void api_job_answer(api_job_t *job)
 {
     api_server_t *srv = job->srv;
@@ -89,16 +105,14 @@ void api_job_answer(api_job_t *job)
         api_limits_succeeded(srv->limits, job->username, now);
         atomic_fetch_add_explicit(&srv->metrics.logins_ok, 1, memory_order_relaxed);
     }
-    if (job->err_code != NULL)
-        api_send_error(srv, job->req, job->status, job->err_code, job->err_msg, job->retry_after);
-    else if (job->status == 0)
-        api_send_error(srv, job->req, 500, "internal", "the request was not answered", 0);
-    else if (job->text != NULL) {
-        send_body(srv, job->req, job->status, job->text_type, job->text, 0);
-    } else {
-        send_json(srv, job->req, job->status, job->out, 0, job->dump_flags);
-        job->out = NULL;
-    }
+    if (job->address_used)
+        api_limits_address_used(srv->limits, job->peer, now);
+    /* A stream answers for itself once it has begun; until then its job answers as any other. */
+    bool streamed = job->stream != NULL &&
+                    api_stream_end(job->stream, job->err_code == NULL && job->status == 200);
+    job->stream = NULL;
+    if (!streamed)
+        send_answer(job);
     free(job->text);
     json_decref(job->in);
     json_decref(job->out);
@@ -327,6 +341,128 @@ bool api_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
         return false;
     *out = (int64_t)v;
     return true;
+}
+
+/*
+ * GET /v1/export[?format=ndjson|csv]: every reading of the caller's sensors, streamed
+ * (export.c). The format is the parameter's, else CSV when Accept asks for text/csv, else
+ * NDJSON. An export holds a database thread for as long as its client takes to read it, so at
+ * most db_threads - 1 run at once (one with a single thread): the rest of the API keeps one.
+ */
+static void get_export(api_server_t *srv, struct evhttp_request *req)
+{
+    struct evkeyvalq params;
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    const char *accept = evhttp_find_header(evhttp_request_get_input_headers(req), "Accept");
+    bool csv = accept != NULL && strstr(accept, "text/csv") != NULL, have_format = false;
+    long max = srv->cfg->api.db_threads > 1 ? srv->cfg->api.db_threads - 1 : 1;
+    char msg[200];
+
+    /* It initialises params, also when it fails. */
+    if (evhttp_parse_query_str(query != NULL ? query : "", &params) != 0) {
+        evhttp_clear_headers(&params);
+        api_send_error(srv, req, 400, "invalid_request", "malformed query string", 0);
+        return;
+    }
+    msg[0] = '\0';
+    for (struct evkeyval *kv = params.tqh_first; kv != NULL && msg[0] == '\0';
+         kv = kv->next.tqe_next) {
+        if (strcmp(kv->key, "format") != 0)
+            snprintf(msg, sizeof(msg), "unknown parameter '%.40s' (format)", kv->key);
+        else if (have_format)
+            snprintf(msg, sizeof(msg), "parameter 'format' given twice");
+        else if (strcmp(kv->value, "csv") == 0 || strcmp(kv->value, "ndjson") == 0)
+            csv = kv->value[0] == 'c';
+        else
+            snprintf(msg, sizeof(msg), "format: ndjson or csv");
+        have_format = true;
+    }
+    evhttp_clear_headers(&params);
+    if (msg[0] != '\0') {
+        api_send_error(srv, req, 400, "invalid_request", msg, 0);
+        return;
+    }
+    if (srv->exports >= max) {
+        api_send_error(srv, req, 503, "busy", "too many exports in progress; retry later", 5);
+        return;
+    }
+    api_job_t *job = api_job_new(srv, req, api_run_export, API_SCOPE_READ);
+    job->range.format = csv ? API_FMT_CSV : API_FMT_JSON;
+    if (!api_take_token(srv, req, job)) {
+        free(job);
+        return;
+    }
+    job->stream =
+        api_stream_new(srv, req, csv ? "text/csv; charset=utf-8" : "application/x-ndjson");
+    if (job->stream == NULL) {
+        OPENSSL_cleanse(job->token, sizeof(job->token));
+        free(job);
+        api_send_error(srv, req, 500, "internal", "out of memory", 0);
+        return;
+    }
+    api_db_submit(srv, job);
+}
+
+/* A name accounts.name accepts (deploy/sql/001_core.sql): ASCII letters, digits, ._@-, at
+ * most 64, beginning with a letter or a digit. */
+static bool account_name_ok(const char *s)
+{
+    size_t n = 0;
+    for (; s[n] != '\0'; n++) {
+        char c = s[n];
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (n >= 64 || !(alnum || (n > 0 && strchr("._@-", c) != NULL)))
+            return false;
+    }
+    return n > 0;
+}
+
+/*
+ * POST /v1/accounts {"username", "password"}: self-registration, when the configuration allows
+ * it. Each attempt that reaches the database counts against the address's failed-login limit,
+ * so that one address can neither make accounts nor probe names without bound.
+ */
+static void post_accounts(api_server_t *srv, struct evhttp_request *req)
+{
+    const char *username = NULL, *password = NULL;
+    json_error_t jerr;
+    char msg[300], why[200];
+
+    if (!srv->cfg->api.self_registration) {
+        api_send_error(srv, req, 403, "registration_disabled",
+                       "self-registration is off on this server: an operator creates accounts", 0);
+        return;
+    }
+    json_t *in = read_json(srv, req);
+    if (in == NULL)
+        return;
+    msg[0] = '\0';
+    if (json_unpack_ex(in, &jerr, JSON_STRICT, "{s:s, s:s}", "username", &username, "password",
+                       &password) != 0)
+        snprintf(msg, sizeof(msg), "%s (fields: username, password)", jerr.text);
+    else if (!account_name_ok(username))
+        snprintf(
+            msg, sizeof(msg),
+            "username: 1 to 64 of A-Z, a-z, 0-9 and . _ @ -, beginning with a letter or digit");
+    else if (mh_password_acceptable(password, why, sizeof(why)) != 0)
+        snprintf(msg, sizeof(msg), "password: %s", why);
+    if (msg[0] != '\0') {
+        json_decref(in);
+        api_send_error(srv, req, 400, "invalid_request", msg, 0);
+        return;
+    }
+    api_job_t *job = api_job_new(srv, req, api_run_register, API_SCOPE_NONE);
+    snprintf(job->username, sizeof(job->username), "%s", username);
+    job->in = in;
+    int wait = api_limits_check_address(srv->limits, job->peer, (int64_t)time(NULL));
+    if (wait > 0) {
+        api_send_error(srv, req, 429, "too_many_attempts",
+                       "too many attempts from this address; retry later", wait);
+        json_decref(job->in);
+        free(job);
+        return;
+    }
+    api_db_submit(srv, job);
 }
 
 static bool one_of(const char *v, const char *const *set)
@@ -570,8 +706,24 @@ void api_routes_handle(struct evhttp_request *req, void *arg)
     if (strcmp(path, "/v1/me") == 0) {
         if (m == EVHTTP_REQ_GET)
             authed(srv, req, api_run_me, API_SCOPE_READ, 0);
+        else if (m == EVHTTP_REQ_DELETE)
+            authed(srv, req, api_run_erase, API_SCOPE_MANAGE, 0);
+        else
+            method_not_allowed(srv, req, "GET, DELETE");
+        return;
+    }
+    if (strcmp(path, "/v1/export") == 0) {
+        if (m == EVHTTP_REQ_GET)
+            get_export(srv, req);
         else
             method_not_allowed(srv, req, "GET");
+        return;
+    }
+    if (strcmp(path, "/v1/accounts") == 0) {
+        if (m == EVHTTP_REQ_POST)
+            post_accounts(srv, req);
+        else
+            method_not_allowed(srv, req, "POST");
         return;
     }
     api_send_error(srv, req, 404, "not_found", "no such resource", 0);
@@ -600,6 +752,20 @@ void api_metrics_render(struct evbuffer *out, void *arg)
                         "# TYPE meterhub_api_db_errors_total counter\n"
                         "meterhub_api_db_errors_total %llu\n",
                         (unsigned long long)atomic_load(&srv->metrics.db_errors));
+    evbuffer_add_printf(
+        out,
+        "# HELP meterhub_api_exports_total Exports by outcome.\n"
+        "# TYPE meterhub_api_exports_total counter\n"
+        "meterhub_api_exports_total{outcome=\"complete\"} %llu\n"
+        "meterhub_api_exports_total{outcome=\"client_gone\"} %llu\n"
+        "meterhub_api_exports_total{outcome=\"failed\"} %llu\n"
+        "# HELP meterhub_api_export_bytes_total Bytes of exports written.\n"
+        "# TYPE meterhub_api_export_bytes_total counter\n"
+        "meterhub_api_export_bytes_total %llu\n",
+        (unsigned long long)atomic_load(&srv->metrics.exports[API_EXPORT_COMPLETE]),
+        (unsigned long long)atomic_load(&srv->metrics.exports[API_EXPORT_CLIENT_GONE]),
+        (unsigned long long)atomic_load(&srv->metrics.exports[API_EXPORT_FAILED]),
+        (unsigned long long)atomic_load(&srv->metrics.export_bytes));
 }
 
 bool api_health_render(struct evbuffer *out, void *arg)

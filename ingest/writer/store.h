@@ -5,10 +5,11 @@
  * The PostgreSQL side of meterhub-writer: a batch of readings and heartbeats accumulated from
  * queue entries, and a connection that writes a whole batch in one statement.
  *
- * The statement inserts the readings (ON CONFLICT DO NOTHING, so a replayed batch is a no-op),
- * folds only the rows it actually inserted into readings_hourly and readings_daily, and records
- * the heartbeats in devices, all in one transaction: when wr_store_write() returns WR_STORE_OK
- * the transaction has committed, and not before.
+ * The statement inserts the readings (ON CONFLICT DO NOTHING, so a replayed batch is a no-op)
+ * of sensors that still exist (an erased account's queued readings are dropped), folds only the
+ * rows it actually inserted into readings_hourly and readings_daily, and records the heartbeats
+ * in devices, all in one transaction: when wr_store_write() returns WR_STORE_OK the transaction
+ * has committed, and not before.
  *
  * Threading: a wr_store_t and a wr_batch_t belong to one thread at a time (a shard's writer
  * thread). Nothing here is shared.

@@ -1,6 +1,7 @@
 /*
  * Unit tests of meterhub-api's failed-login limits (api/server/limits.c): per username and
- * per address, fixed windows, success resets the username. No server.
+ * per address, fixed windows, success resets the username, registrations count against the
+ * address alone. No server.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -54,12 +55,30 @@ static void test_success_resets_account(void **state)
     api_limits_free(l);
 }
 
+static void test_address_only(void **state)
+{
+    (void)state;
+    api_limits_t *l = api_limits_new(2, 3, 60);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(api_limits_check_address(l, "192.0.2.7", 0), 0);
+        api_limits_address_used(l, "192.0.2.7", 0);
+    }
+    /* Registrations from one address share its limit with failed logins... */
+    assert_int_equal(api_limits_check_address(l, "192.0.2.7", 10), 50);
+    assert_int_equal(api_limits_check(l, "alice", "192.0.2.7", 10), 50);
+    /* ...but are no username's failures. */
+    assert_int_equal(api_limits_check(l, "alice", "192.0.2.8", 10), 0);
+    assert_int_equal(api_limits_check_address(l, "192.0.2.7", 60), 0);
+    api_limits_free(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_per_account),
         cmocka_unit_test(test_per_address),
         cmocka_unit_test(test_success_resets_account),
+        cmocka_unit_test(test_address_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
