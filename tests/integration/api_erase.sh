@@ -61,6 +61,11 @@ share() {
 }
 t_eq "alice shares a sensor with bob" 200 "$(share "$a0" "$alice" bob)"
 t_eq "bob shares his with alice" 200 "$(share "$b0" "$bob" alice)"
+# And each reads the other's: a foreign read in each owner's trail.
+t_eq "bob reads alice's shared sensor" 200 \
+    "$(t_api GET "/v1/sensors/$a0/readings?from=$start&to=$((start + 3600))&resolution=hour" "$bob")"
+t_eq "alice reads bob's" 200 \
+    "$(t_api GET "/v1/sensors/$b0/readings?from=$start&to=$((start + 3600))&resolution=hour" "$alice")"
 
 # rows ACCOUNT-ID SENSOR-SIDS: "table=count" for every table that holds account data, keyed by
 # the account (as owner, grantee or actor) or by its sensors.
@@ -78,7 +83,8 @@ rows() {
         || ' grants_made=' || (SELECT count(*) FROM sensor_grants
                                WHERE account_id = $id OR sensor_sid IN ($s))
         || ' grants_received=' || (SELECT count(*) FROM sensor_grants WHERE grantee_id = $id)
-        || ' audit_log=' || (SELECT count(*) FROM audit_log WHERE account_id = $id OR actor_id = $id)"
+        || ' audit_log=' || (SELECT count(*) FROM audit_log WHERE account_id = $id OR actor_id = $id)
+        || ' foreign_reads=' || (SELECT count(*) FROM foreign_reads WHERE account_id = $id)"
 }
 bob_sids="$(t_psql "SELECT string_agg(sid::text, ',') FROM sensors WHERE account_id = $bid")"
 t_eq "before: alice has rows in every one of them" "" \
@@ -86,7 +92,7 @@ t_eq "before: alice has rows in every one of them" "" \
 # Without the readings' counts, which depend on where hours and days begin.
 bob_rows() { rows "$bid" "$bob_sids" | sed -E 's/ readings=.* sensor_sharing/ sensor_sharing/'; }
 t_eq "  bob too" \
-    "accounts=1 api_tokens=1 devices=1 sensors=1 sensor_sharing=1 grants_made=1 grants_received=1 audit_log=1" \
+    "accounts=1 api_tokens=1 devices=1 sensors=1 sensor_sharing=1 grants_made=1 grants_received=1 audit_log=1 foreign_reads=1" \
     "$(bob_rows)"
 bob_readings="$(t_psql "SELECT md5(string_agg(concat_ws(' ', sensor, ts, value), ',' ORDER BY sensor, ts))
                         FROM readings WHERE sensor IN ($bob_sids)")"
@@ -109,7 +115,7 @@ t_eq "  no body" 0 "$(wc -c <"$T_BODY")"
 t_start_writer
 t_ok "the writer drains the queue" t_wait_until 30 drained
 t_eq "after: no row of alice remains in any table" \
-    "accounts=0 api_tokens=0 devices=0 sensors=0 readings=0 readings_hourly=0 readings_daily=0 sensor_sharing=0 grants_made=0 grants_received=0 audit_log=0" \
+    "accounts=0 api_tokens=0 devices=0 sensors=0 readings=0 readings_hourly=0 readings_daily=0 sensor_sharing=0 grants_made=0 grants_received=0 audit_log=0 foreign_reads=0" \
     "$(rows "$aid" "$sids")"
 t_eq "  nor in any column that names an account, in any table" 0 "$(t_psql "
     SELECT coalesce(sum(n), 0) FROM (
@@ -127,7 +133,7 @@ t_eq "  no rollup without its sensor either" 0 \
                     + (SELECT count(*) FROM readings_daily WHERE sensor NOT IN (SELECT sid FROM sensors))")"
 
 t_eq "bob's rows are all there, less the grants between him and alice" \
-    "accounts=1 api_tokens=1 devices=1 sensors=1 sensor_sharing=1 grants_made=0 grants_received=0 audit_log=1" \
+    "accounts=1 api_tokens=1 devices=1 sensors=1 sensor_sharing=1 grants_made=0 grants_received=0 audit_log=1 foreign_reads=1" \
     "$(bob_rows)"
 t_eq "  his old readings unchanged" "$bob_readings" \
     "$(t_psql "SELECT md5(string_agg(concat_ws(' ', sensor, ts, value), ',' ORDER BY sensor, ts))
