@@ -62,6 +62,14 @@
                 " AND r.sensor = $1::bigint AND r.bucket < bounds.lo"                              \
                 " ORDER BY r.bucket DESC LIMIT 1")
 
+/*
+ * Where a rate from raw readings looks for the reading before `start`: the day before it. The
+ * bounds are expressions of the parameters, not of a CTE, so that PostgreSQL prunes the
+ * monthly partitions of readings to the one or two that day lies in; unbounded, it would probe
+ * every partition for its newest row. A reading more than a day older gives no rate.
+ */
+#define PREV_WINDOW_SQL(start) " AND r.ts < " start " AND r.ts >= " start " - interval '1 day'"
+
 /* Buckets made from raw readings; the last reading of a bucket is its latest one. */
 #define BINNED_SQL(step)                                                                           \
     BUCKETS_SQL("date_bin(interval '" step "', to_timestamp($2), timestamptz 'epoch')",            \
@@ -71,9 +79,10 @@
                 " (array_agg(r.value ORDER BY r.ts DESC))[1] AS last_value"                        \
                 " FROM readings r, bounds WHERE r.sensor = $1::bigint"                             \
                 " AND r.ts >= bounds.lo AND r.ts < bounds.hi GROUP BY 1",                          \
-                "SELECT r.ts, 1, r.value, r.ts, r.value FROM readings r, bounds"                   \
-                " WHERE $5 = 'rate' AND r.sensor = $1::bigint AND r.ts < bounds.lo"                \
-                " ORDER BY r.ts DESC LIMIT 1")
+                "SELECT r.ts, 1, r.value, r.ts, r.value FROM readings r WHERE $5 = 'rate'"         \
+                " AND r.sensor = $1::bigint" PREV_WINDOW_SQL(                                      \
+                    "date_bin(interval '" step                                                     \
+                    "', to_timestamp($2), timestamptz 'epoch')") " ORDER BY r.ts DESC LIMIT 1")
 
 static const char *const read_sql[API_RES_COUNT] = {
     [API_RES_RAW] =
@@ -81,9 +90,11 @@ static const char *const read_sql[API_RES_COUNT] = {
         " r.value AS last_value FROM readings r WHERE r.sensor = $1::bigint"
         " AND r.ts >= to_timestamp($2) AND r.ts < to_timestamp($3) ORDER BY r.ts LIMIT $4::int),"
         " prev AS (SELECT r.ts, 1, r.value, r.ts, r.value FROM readings r WHERE $5 = 'rate'"
-        " AND r.sensor = $1::bigint AND r.ts < to_timestamp($2) ORDER BY r.ts DESC LIMIT 1),"
-        " " DERIVED_SQL " SELECT extract(epoch FROM d.bucket)::bigint, " VALUE_SQL
-        " FROM d WHERE d.bucket >= to_timestamp($2) ORDER BY d.bucket",
+        " AND r.sensor = $1::bigint" PREV_WINDOW_SQL(
+            "to_timestamp($2)") " ORDER BY r.ts DESC LIMIT 1),"
+                                " " DERIVED_SQL
+                                " SELECT extract(epoch FROM d.bucket)::bigint, " VALUE_SQL
+                                " FROM d WHERE d.bucket >= to_timestamp($2) ORDER BY d.bucket",
     [API_RES_MINUTE] = BINNED_SQL("1 minute"),
     [API_RES_15MIN] = BINNED_SQL("15 minutes"),
     [API_RES_HOUR] = ROLLUP_SQL("hour", "readings_hourly"),
