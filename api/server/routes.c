@@ -476,84 +476,63 @@ static bool one_of(const char *v, const char *const *set)
 #define API_MAX_GRANTS 100
 
 /*
- * PUT /v1/sensors/{id}/sharing {"visibility", "grants"?, "public_resolution"?,
- * "public_delay_hours"?}: checked whole here, defaults filled in, then run.
+ * The body of PUT /v1/sensors/{id}/sharing {"visibility", "grants"?, "public_resolution"?,
+ * "public_delay_hours"?}, checked whole; the defaults are filled in, for the run function.
  */
-static void put_sharing(api_server_t *srv, struct evhttp_request *req, const char *id)
+static int sharing_check(json_t *in, char *msg, size_t msglen)
 {
     static const char *const visibilities[] = {"private", "shared", "public", NULL};
     static const char *const public_resolutions[] = {"hour", "day", NULL};
-    static const char *const resolutions[] = {"raw", "minute", "15min", "hour",
-                                              "day", "month",  NULL};
-    json_t *in = read_json(srv, req);
     const char *vis = NULL, *pubres = "day";
     json_t *grants = NULL, *delay = NULL;
     json_error_t jerr;
-    char msg[300];
 
-    if (in == NULL)
-        return;
     msg[0] = '\0';
     if (json_unpack_ex(in, &jerr, JSON_STRICT, "{s:s, s?:o, s?:s, s?:o}", "visibility", &vis,
                        "grants", &grants, "public_resolution", &pubres, "public_delay_hours",
                        &delay) != 0)
-        snprintf(msg, sizeof(msg),
+        snprintf(msg, msglen,
                  "%s (fields: visibility, grants, public_resolution, public_delay_hours)",
                  jerr.text);
     else if (!one_of(vis, visibilities))
-        snprintf(msg, sizeof(msg), "visibility: private, shared or public");
+        snprintf(msg, msglen, "visibility: private, shared or public");
     else if (!one_of(pubres, public_resolutions))
-        snprintf(msg, sizeof(msg), "public_resolution: hour or day");
+        snprintf(msg, msglen, "public_resolution: hour or day");
     else if (delay != NULL && (!json_is_integer(delay) || json_integer_value(delay) < 1 ||
                                json_integer_value(delay) > 8760))
-        snprintf(msg, sizeof(msg), "public_delay_hours: whole hours, 1 to 8760");
+        snprintf(msg, msglen, "public_delay_hours: whole hours, 1 to 8760");
     else if (grants != NULL && (!json_is_array(grants) || json_array_size(grants) > API_MAX_GRANTS))
-        snprintf(msg, sizeof(msg), "grants: a list of at most %d {account, resolution}",
-                 API_MAX_GRANTS);
+        snprintf(msg, msglen, "grants: a list of at most %d {account, resolution}", API_MAX_GRANTS);
     else if (grants != NULL && json_array_size(grants) > 0 && strcmp(vis, "shared") != 0)
-        snprintf(msg, sizeof(msg), "grants: only a shared sensor has grants");
+        snprintf(msg, msglen, "grants: only a shared sensor has grants");
     for (size_t i = 0; msg[0] == '\0' && grants != NULL && i < json_array_size(grants); i++) {
         const char *account = NULL, *res = NULL;
         if (json_unpack_ex(json_array_get(grants, i), &jerr, JSON_STRICT, "{s:s, s:s}", "account",
                            &account, "resolution", &res) != 0)
-            snprintf(msg, sizeof(msg), "grants[%zu]: %s (fields: account, resolution)", i,
-                     jerr.text);
+            snprintf(msg, msglen, "grants[%zu]: %s (fields: account, resolution)", i, jerr.text);
         else if (!printable(account, 64))
-            snprintf(msg, sizeof(msg), "grants[%zu].account: 1 to 64 printable characters", i);
-        else if (!one_of(res, resolutions))
-            snprintf(msg, sizeof(msg),
-                     "grants[%zu].resolution: raw, minute, 15min, hour, day or month", i);
+            snprintf(msg, msglen, "grants[%zu].account: 1 to 64 printable characters", i);
+        else if (api_resolution_parse(res) < 0)
+            snprintf(msg, msglen, "grants[%zu].resolution: raw, minute, 15min, hour, day or month",
+                     i);
         for (size_t j = 0; msg[0] == '\0' && j < i; j++)
             if (strcmp(account, json_string_value(
                                     json_object_get(json_array_get(grants, j), "account"))) == 0)
-                snprintf(msg, sizeof(msg), "grants[%zu]: '%.64s' is granted twice", i, account);
+                snprintf(msg, msglen, "grants[%zu]: '%.64s' is granted twice", i, account);
     }
-    if (msg[0] != '\0') {
-        json_decref(in);
-        api_send_error(srv, req, 400, "invalid_request", msg, 0);
-        return;
-    }
-    /* The run function reads the resolved values, defaults included, from the body. */
+    if (msg[0] != '\0')
+        return -1;
     json_object_set_new(in, "public_resolution", json_string(pubres));
     json_object_set_new(in, "public_delay_hours",
                         json_integer(delay ? json_integer_value(delay) : 24));
     if (grants == NULL)
         json_object_set_new(in, "grants", json_array());
-
-    api_job_t *job = api_job_new(srv, req, api_run_sharing_put, API_SCOPE_MANAGE);
-    snprintf(job->path_id, sizeof(job->path_id), "%s", id);
-    job->in = in;
-    if (!api_take_token(srv, req, job)) {
-        json_decref(job->in);
-        free(job);
-        return;
-    }
-    api_db_submit(srv, job);
+    return 0;
 }
 
 /*
- * A manage request with a JSON body checked by check (devices.c) on this thread, then run as a
- * job on path id (NULL: none).
+ * A manage request with a JSON body checked by check (sharing_check, devices.c) on this thread,
+ * then run as a job on path id (NULL: none).
  */
 static void checked_body(api_server_t *srv, struct evhttp_request *req, api_check_fn check,
                          api_job_run_fn run, const char *id)
@@ -664,7 +643,7 @@ void api_routes_handle(struct evhttp_request *req, void *arg)
         else if (m == EVHTTP_REQ_GET)
             authed_id(srv, req, api_run_sharing_get, API_SCOPE_READ, id);
         else if (m == EVHTTP_REQ_PUT)
-            put_sharing(srv, req, id);
+            checked_body(srv, req, sharing_check, api_run_sharing_put, id);
         else
             method_not_allowed(srv, req, "GET, PUT");
         return;

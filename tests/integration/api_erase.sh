@@ -22,22 +22,10 @@ a0="$(t_sensor "$alice_dev" 0)"
 a1="$(t_sensor "$alice_dev" 1)"
 a2="$(t_sensor "$alice_dev2" 0)"
 b0="$(t_sensor "$bob_dev" 0)"
-umask 077
-printf 'alice-correct-horse\n' >"$T_WORK/alice.pw"
-printf 'bob-battery-staple\n' >"$T_WORK/bob.pw"
-t_admin account passwd alice --password-file "$T_WORK/alice.pw" >/dev/null
-t_admin account passwd bob --password-file "$T_WORK/bob.pw" >/dev/null
-login() {
-    t_api POST /v1/tokens "" -H 'Content-Type: application/json' \
-        --data-binary "{\"username\":\"$1\",\"password\":\"$2\",\"scope\":\"$3\"}"
-}
-token() {
-    login "$@" >/dev/null
-    jq -r .token "$T_BODY"
-}
-alice_read="$(token alice alice-correct-horse read)"
-alice="$(token alice alice-correct-horse manage)"
-bob="$(token bob bob-battery-staple manage)"
+t_api_account alice bob
+alice_read="$(t_api_token alice read)"
+alice="$(t_api_token alice manage)"
+bob="$(t_api_token bob manage)"
 aid="$(t_psql "SELECT id FROM accounts WHERE name = 'alice'")"
 bid="$(t_psql "SELECT id FROM accounts WHERE name = 'bob'")"
 sids="$(t_psql "SELECT string_agg(sid::text, ',') FROM sensors WHERE account_id = $aid")"
@@ -147,7 +135,8 @@ t_eq "  his API works" bob "$(t_api GET /v1/me "$bob" >/dev/null; jq -r .name "$
 t_eq "alice's manage token is refused" 401 "$(t_api GET /v1/me "$alice")"
 t_eq "  and her read token" 401 "$(t_api GET /v1/me "$alice_read")"
 t_eq "  erasing again: the same" 401 "$(t_api DELETE /v1/me "$alice")"
-t_eq "her password no longer logs in" 401 "$(login alice alice-correct-horse read)"
+t_eq "her password no longer logs in" 401 "$(t_api POST /v1/tokens "" -H 'Content-Type: application/json' \
+    --data-binary '{"username":"alice","password":"alice-long-password"}')"
 # Her devices were revoked first (ingest may refuse them as revoked for a moment), then deleted.
 ingest_has_devices() {
     grep -o 'directory: loaded [0-9]* devices' "$T_WORK/log/ingest.log" | tail -n 1 |

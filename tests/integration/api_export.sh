@@ -20,21 +20,10 @@ bob_dev="$(t_device bob 1)"
 counter="$(t_sensor "$alice_dev" 0)" # Wh counter
 gauge="$(t_sensor "$alice_dev" 3)"   # W gauge
 bobs="$(t_sensor "$bob_dev" 0)"
-umask 077
-printf 'alice-correct-horse\n' >"$T_WORK/alice.pw"
-printf 'bob-battery-staple\n' >"$T_WORK/bob.pw"
-printf 'carol-paper-clips\n' >"$T_WORK/carol.pw"
-t_admin account passwd alice --password-file "$T_WORK/alice.pw" >/dev/null
-t_admin account passwd bob --password-file "$T_WORK/bob.pw" >/dev/null
-t_admin account add carol --password-file "$T_WORK/carol.pw" >/dev/null
-token() {
-    t_api POST /v1/tokens "" -H 'Content-Type: application/json' \
-        --data-binary "{\"username\":\"$1\",\"password\":\"$2\"}" >/dev/null
-    jq -r .token "$T_BODY"
-}
-alice="$(token alice alice-correct-horse)"
-bob="$(token bob bob-battery-staple)"
-carol="$(token carol carol-paper-clips)"
+t_api_account alice bob carol
+alice="$(t_api_token alice)"
+bob="$(t_api_token bob)"
+carol="$(t_api_token carol)"
 field() { jq -r "$1" "$T_BODY"; }
 header() { { grep -i "^$1:" "$T_HEADERS" || true; } | tr -d '\r'; }
 exports() { t_metric api "meterhub_api_exports_total{outcome=\"$1\"}"; }

@@ -114,21 +114,12 @@ t_eq "no password or token in the log" 0 \
     "$(grep -c -e 'correct-horse' -e 'battery-staple' -e 'mht_' "$T_WORK/log/api.log" || true)"
 
 # --- row-level security backstop --------------------------------------------------------------
-# as_alice SQL: SQL as meterhub_api in a transaction with alice bound, as the API binds her.
-as_alice() {
-    psql -X -q -At -v ON_ERROR_STOP=1 "$T_PG_API_URI" -f - <<SQL
-BEGIN;
-SELECT set_config('meterhub.account', '$alice_id', true) \g /dev/null
-$1;
-COMMIT;
-SQL
-}
-t_eq "RLS: alice bound sees only her account" "alice" "$(as_alice 'SELECT name FROM accounts')"
+t_eq "RLS: alice bound sees only her account" "alice" "$(t_psql_as_account alice 'SELECT name FROM accounts')"
 t_eq "RLS: alice bound sees none of bob's tokens" 0 \
-    "$(as_alice "SELECT count(*) FROM api_tokens WHERE account_id = $bob_id")"
+    "$(t_psql_as_account alice "SELECT count(*) FROM api_tokens WHERE account_id = $bob_id")"
 t_eq "RLS: alice bound cannot revoke bob's tokens" 0 \
-    "$(as_alice "WITH u AS (UPDATE api_tokens SET revoked_at = now() WHERE account_id = $bob_id RETURNING 1) SELECT count(*) FROM u")"
-t_fails "RLS: alice bound cannot create a token for bob" as_alice \
+    "$(t_psql_as_account alice "WITH u AS (UPDATE api_tokens SET revoked_at = now() WHERE account_id = $bob_id RETURNING 1) SELECT count(*) FROM u")"
+t_fails "RLS: alice bound cannot create a token for bob" t_psql_as_account alice \
     "INSERT INTO api_tokens (account_id, name, scope, token_hash) VALUES ($bob_id, 'x', 'manage', decode(repeat('ab', 32), 'hex'))"
 t_eq "RLS: nothing bound, nothing seen" 0 "$(t_psql_as api 'SELECT count(*) FROM accounts')"
 t_fails "the API role cannot read password hashes" t_psql_as api 'SELECT password_hash FROM accounts'
