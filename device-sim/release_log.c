@@ -1,0 +1,189 @@
+/* The meter's verified copy of the public release log: see release_log.h. */
+#include "device-sim/release_log.h"
+
+#include "common/alloc.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The prev of entry 1. */
+static const char zero_hash[MH_RELEASE_HASH_HEX + 1] =
+    "0000000000000000000000000000000000000000000000000000000000000000";
+
+void sim_release_log_init(sim_release_log_t *log)
+{
+    memset(log, 0, sizeof(*log));
+}
+
+void sim_release_log_dispose(sim_release_log_t *log)
+{
+    free(log->v);
+    memset(log, 0, sizeof(*log));
+}
+
+int64_t sim_release_log_head(const sim_release_log_t *log)
+{
+    return (int64_t)log->n;
+}
+
+const sim_log_entry_t *sim_release_log_find(const sim_release_log_t *log, int64_t seq)
+{
+    if (seq < 1 || seq > (int64_t)log->n)
+        return NULL;
+    return &log->v[seq - 1];
+}
+
+static bool is_hex(const char *s, size_t len)
+{
+    if (s == NULL || strlen(s) != len)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}
+
+static void set_why(char *why, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_why(char *why, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, len, fmt, ap);
+    va_end(ap);
+}
+
+/* One element of "releases" into *e, every field checked against the others; -1 with why. */
+static int parse_entry(const json_t *o, sim_log_entry_t *e, char *why, size_t whylen)
+{
+    const json_t *lg = json_object_get(o, "log");
+    const json_t *seq = json_object_get(lg, "seq");
+    const char *prev = json_string_value(json_object_get(lg, "prev"));
+    const char *hash = json_string_value(json_object_get(lg, "hash"));
+    const char *release = json_string_value(json_object_get(o, "release"));
+    const char *msha = json_string_value(json_object_get(o, "manifest_sha256"));
+    const char *man64 = json_string_value(json_object_get(o, "manifest"));
+    const char *sig64 = json_string_value(json_object_get(o, "signature"));
+    uint8_t *manifest = NULL, *sig = NULL;
+    size_t manifest_len = 0, sig_len = 0;
+    char digest[MH_RELEASE_HASH_HEX + 1], id[MH_RELEASE_ID_LEN + 1],
+        recomputed[MH_RELEASE_HASH_HEX + 1];
+    int rc = -1;
+
+    memset(e, 0, sizeof(*e));
+    if (!json_is_integer(seq) || json_integer_value(seq) < 1) {
+        set_why(why, whylen, "log.seq is not a positive integer");
+        goto out;
+    }
+    e->seq = (int64_t)json_integer_value(seq);
+    if (!is_hex(prev, MH_RELEASE_HASH_HEX) || !is_hex(hash, MH_RELEASE_HASH_HEX) ||
+        !is_hex(release, MH_RELEASE_ID_LEN) || !is_hex(msha, MH_RELEASE_HASH_HEX)) {
+        set_why(why, whylen, "a hash or id is not lowercase hex of the right length");
+        goto out;
+    }
+    if (man64 == NULL || sig64 == NULL) {
+        set_why(why, whylen, "manifest or signature missing");
+        goto out;
+    }
+    manifest = mh_base64_decode(man64, strlen(man64), &manifest_len);
+    sig = mh_base64_decode(sig64, strlen(sig64), &sig_len);
+    if (manifest == NULL || manifest_len == 0 || manifest_len > MH_RELEASE_MAX_MANIFEST ||
+        sig == NULL || sig_len != MH_RELEASE_SIG_LEN) {
+        set_why(why, whylen, "manifest or signature is not base64 of the right length");
+        goto out;
+    }
+    mh_sha256_hex(manifest, manifest_len, digest);
+    if (strcmp(digest, msha) != 0) {
+        set_why(why, whylen, "manifest_sha256 is not the digest of the manifest");
+        goto out;
+    }
+    if (mh_release_id(manifest, manifest_len, id) != 0 || strcmp(id, release) != 0) {
+        set_why(why, whylen, "release is not the id of the manifest");
+        goto out;
+    }
+    if (mh_release_log_hash(e->seq, prev, msha, sig, recomputed) != 0 ||
+        strcmp(recomputed, hash) != 0) {
+        set_why(why, whylen, "log.hash does not recompute from the entry");
+        goto out;
+    }
+    memcpy(e->release, release, sizeof(e->release));
+    memcpy(e->prev, prev, sizeof(e->prev));
+    memcpy(e->hash, hash, sizeof(e->hash));
+    memcpy(e->manifest_sha256, msha, sizeof(e->manifest_sha256));
+    memcpy(e->signature, sig, MH_RELEASE_SIG_LEN);
+    rc = 0;
+out:
+    free(manifest);
+    free(sig);
+    return rc;
+}
+
+static void mark_broken(sim_release_log_t *log, int64_t seq, const char *why)
+{
+    log->broken = true;
+    log->broken_seq = seq;
+    snprintf(log->broken_why, sizeof(log->broken_why), "%s", why);
+}
+
+static void append(sim_release_log_t *log, const sim_log_entry_t *e)
+{
+    if (log->n == log->alloc) {
+        log->alloc = log->alloc ? log->alloc * 2 : 64;
+        log->v = mh_realloc(log->v, log->alloc * sizeof(*log->v));
+    }
+    log->v[log->n++] = *e;
+}
+
+long sim_release_log_add_page(sim_release_log_t *log, const json_t *page, int64_t *next_after,
+                              char *err, size_t errlen)
+{
+    const json_t *releases = json_object_get(page, "releases");
+    const json_t *next = json_object_get(page, "next_after");
+    char why[128];
+    long added = 0;
+
+    if (!json_is_object(page) || !json_is_array(releases)) {
+        snprintf(err, errlen, "not a GET /v1/firmware answer: no \"releases\" array");
+        return -1;
+    }
+    if (json_is_integer(next) && json_integer_value(next) >= 0) {
+        *next_after = (int64_t)json_integer_value(next);
+    } else if (next == NULL || json_is_null(next)) {
+        *next_after = -1;
+    } else {
+        snprintf(err, errlen, "next_after is neither an integer nor null");
+        return -1;
+    }
+    for (size_t i = 0; i < json_array_size(releases) && !log->broken; i++) {
+        sim_log_entry_t e;
+        int64_t expect = (int64_t)log->n + 1;
+        if (parse_entry(json_array_get(releases, i), &e, why, sizeof(why)) != 0) {
+            mark_broken(log, e.seq ? e.seq : expect, why);
+            break;
+        }
+        if (e.seq < expect) {
+            /* Seen before: it must be the very same entry. */
+            if (strcmp(log->v[e.seq - 1].hash, e.hash) != 0)
+                mark_broken(log, e.seq, "an entry already seen changed");
+            continue;
+        }
+        if (e.seq > expect) {
+            mark_broken(log, e.seq, "a gap in the sequence");
+            break;
+        }
+        if (strcmp(e.prev, expect == 1 ? zero_hash : log->v[log->n - 1].hash) != 0) {
+            mark_broken(log, e.seq, "log.prev is not the previous entry's hash");
+            break;
+        }
+        if (log->n >= SIM_RELEASE_LOG_MAX) {
+            mark_broken(log, e.seq, "more entries than a meter keeps");
+            break;
+        }
+        append(log, &e);
+        added++;
+    }
+    return added;
+}
