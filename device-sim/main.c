@@ -6,11 +6,14 @@
 #include "device-sim/sim_internal.h"
 #include "device-sim/bad.h"
 #include "device-sim/counters.h"
+#include "device-sim/fleet_upgrade.h"
 #include "device-sim/ramp.h"
+#include "device-sim/release_fetch.h"
 #include "device-sim/verify.h"
 
 #include "common/alloc.h"
 #include "common/log.h"
+#include "common/release.h"
 
 #include <arpa/inet.h>
 #include <event2/http.h>
@@ -94,6 +97,70 @@ out:
     return rc;
 }
 
+/*
+ * Firmware: the pinned key, the first copy of the public log, each meter's flag and the
+ * consent list, into run->upgrade (whose lock is initialised by the caller). The meters take
+ * offers only once a key and a log are loaded. Returns 0, or -1 (logged).
+ */
+static int upgrade_setup(sim_run_t *run, const sim_options_t *o, const sim_fleet_t *fleet,
+                         uint8_t **flags, uint8_t **consent, size_t *consent_listed)
+{
+    sim_upgrade_run_t *u = &run->upgrade;
+    char err[160];
+    size_t others = 0;
+
+    *flags = mh_calloc(run->ndevices ? run->ndevices : 1, 1);
+    for (size_t d = 0; d < run->ndevices; d++)
+        (*flags)[d] = sim_remote_upgrade_flag(fleet->devices[d].id, o->remote_upgrade);
+    u->flag = *flags;
+    if (o->expect_consent != NULL) {
+        if (sim_consent_load(o->expect_consent, fleet, run->ndevices, consent, consent_listed,
+                             &others) != 0)
+            return -1;
+        if (others > 0)
+            mh_log(MH_LOG_WARN, "%s: %zu device ids not in this run, ignored", o->expect_consent,
+                   others);
+        u->consent = *consent;
+        for (size_t d = 0; d < run->ndevices; d++)
+            if ((*flags)[d] && (*consent)[d])
+                u->expected++;
+        atomic_store(&u->pending, u->expected);
+    }
+    if (o->release_key == NULL || o->release_log == NULL)
+        return 0;
+    u->key = mh_release_load_public(o->release_key, err, sizeof(err));
+    if (u->key == NULL) {
+        mh_log(MH_LOG_ERROR, "--release-key %s: %s", o->release_key, err);
+        return -1;
+    }
+    u->log_refetch = sim_release_source_is_url(o->release_log);
+    int rc = u->log_refetch ? sim_release_log_fetch(o->release_log, o->api_ca, o->timeout_s,
+                                                    &u->log, &u->log_lock)
+                            : sim_release_log_load_file(o->release_log, &u->log);
+    if (rc != 0)
+        return -1;
+    if (u->log.broken)
+        mh_log(MH_LOG_WARN, "release log: the chain breaks at seq %lld (%s)",
+               (long long)u->log.broken_seq, u->log.broken_why);
+    atomic_store(&u->log_fetch_ok, true);
+    u->enabled = true;
+    return 0;
+}
+
+/* Main loop: fetches the log again when a worker asked since the last fetch began. */
+static void upgrade_poll(sim_run_t *run, const sim_options_t *o)
+{
+    sim_upgrade_run_t *u = &run->upgrade;
+    uint64_t asked = atomic_load(&u->log_asked);
+
+    if (!u->enabled || !u->log_refetch || asked <= atomic_load(&u->log_served))
+        return;
+    bool ok =
+        sim_release_log_fetch(o->release_log, o->api_ca, o->timeout_s, &u->log, &u->log_lock) == 0;
+    atomic_store(&u->log_fetch_ok, ok);
+    atomic_store(&u->log_served, asked);
+}
+
 static void merged(sim_worker_t **w, size_t n, sim_stats_t *out, sim_stats_t *tmp)
 {
     sim_stats_init(out);
@@ -122,6 +189,9 @@ int main(int argc, char **argv)
     sim_bad_t *bad = NULL;
     double *counters = NULL;
     sim_ramp_t *ramp = NULL;
+    uint8_t *flags = NULL, *consent = NULL;
+    size_t consent_listed = 0;
+    bool log_lock = false;
     sim_worker_t **workers = NULL;
     size_t nworkers = 0;
     sim_stats_t *total = mh_malloc(sizeof(*total)), *prev = mh_malloc(sizeof(*prev)),
@@ -130,6 +200,7 @@ int main(int argc, char **argv)
     mh_log_level_t level;
     int status = 1;
 
+    memset(&run, 0, sizeof(run));
     mh_log_init("meterhub-sim");
     switch (sim_options_parse(argc, argv, &opts, err, sizeof(err))) {
     case SIM_PARSE_HELP:
@@ -150,7 +221,6 @@ int main(int argc, char **argv)
     }
     mh_log_set_level(level);
     mh_log_capture_libevent();
-    memset(&run, 0, sizeof(run));
     run.opts = &opts;
     if (parse_target(&run, opts.target) != 0) {
         status = 2;
@@ -199,6 +269,14 @@ int main(int argc, char **argv)
             usleep(SIM_BAD_REVOKE_WAIT_MS * 1000);
         run.bad = bad;
     }
+
+    if (pthread_rwlock_init(&run.upgrade.log_lock, NULL) != 0) {
+        mh_log(MH_LOG_ERROR, "pthread_rwlock_init failed");
+        goto out;
+    }
+    log_lock = true;
+    if (upgrade_setup(&run, &opts, fleet, &flags, &consent, &consent_listed) != 0)
+        goto out;
 
     unsigned threads = opts.threads;
     if (threads == 0) {
@@ -260,6 +338,11 @@ int main(int argc, char **argv)
         usleep(50 * 1000);
         if (ramp != NULL)
             sim_ramp_poll(ramp, workers, nworkers);
+        upgrade_poll(&run, &opts);
+        /* A campaign ends once every meter it waits for has an acknowledged outcome. */
+        if (opts.scenario == SIM_SCENARIO_UPGRADE && run.upgrade.expected > 0 &&
+            atomic_load(&run.upgrade.pending) == 0)
+            atomic_store(&run.stop, true);
         double el = (double)(sim_mono_us() - run.t0_mono_us) / 1e6;
         if (el - last >= 1.0) {
             char line[512];
@@ -299,6 +382,18 @@ int main(int argc, char **argv)
     report.batch = opts.batch;
     report.warmup_s = opts.warmup_s;
     report.verify.state = SIM_VERIFY_NOT_RUN;
+    report.upgrade =
+        opts.scenario == SIM_SCENARIO_UPGRADE || opts.remote_upgrade > 0 || total->upg.offers > 0;
+    report.remote_upgrade_fraction = opts.remote_upgrade;
+    for (size_t d = 0; d < run.ndevices; d++)
+        report.flag_on += flags[d];
+    report.consent_list = consent != NULL;
+    report.consent_listed = consent_listed;
+    report.expected = run.upgrade.expected;
+    report.settled = run.upgrade.expected - atomic_load(&run.upgrade.pending);
+    report.installed_expected = atomic_load(&run.upgrade.installed);
+    uint64_t all_us = atomic_load(&run.upgrade.all_installed_us);
+    report.all_installed_s = all_us > 0 ? (double)all_us / 1e6 : -1;
     if (opts.verify) {
         const sim_ack_log_t **acked = mh_calloc(nworkers, sizeof(*acked));
         const sim_ack_log_t **unanswered = mh_calloc(nworkers, sizeof(*unanswered));
@@ -336,6 +431,22 @@ int main(int argc, char **argv)
         fprintf(stderr, "meterhub-sim: a retry ignored Retry-After or changed its batch\n");
         status = 1;
     }
+    if (sim_upgrade_violations(&total->upg) > 0) {
+        fprintf(stderr,
+                "meterhub-sim: the double opt-in did not hold: %" PRIu64
+                " offers to meters with the flag off, %" PRIu64 " without consent, %" PRIu64
+                " images served without consent, %" PRIu64 " downloads without an offer\n",
+                total->upg.offers_flag_off, total->upg.offers_unconsented,
+                total->upg.served_unconsented, total->upg.download_unasked);
+        status = 1;
+    }
+    if (opts.scenario == SIM_SCENARIO_UPGRADE && report.settled < report.expected) {
+        fprintf(stderr,
+                "meterhub-sim: upgrade: %zu of %zu expected meters have no acknowledged "
+                "outcome\n",
+                report.expected - report.settled, report.expected);
+        status = 1;
+    }
     if (bad != NULL) {
         uint64_t unexpected = 0;
         for (size_t k = 0; k < SIM_BAD_KINDS; k++)
@@ -356,6 +467,12 @@ out:
     sim_bad_free(bad);
     free(counters);
     sim_ramp_free(ramp);
+    free(flags);
+    free(consent);
+    EVP_PKEY_free(run.upgrade.key);
+    sim_release_log_dispose(&run.upgrade.log);
+    if (log_lock)
+        pthread_rwlock_destroy(&run.upgrade.log_lock);
     sim_fleet_free(fleet);
     free(total);
     free(prev);

@@ -27,7 +27,7 @@ static const char usage_text[] =
     "  --sensors-per-device N   sensors of each provisioned device (default 4)\n"
     "\n"
     "behaviour:\n"
-    "  --scenario NAME          steady (default), storm, mixed-bad or ramp\n"
+    "  --scenario NAME          steady (default), storm, mixed-bad, ramp or upgrade\n"
     "                           storm: as after a power cut, each device starts with the\n"
     "                           readings of the last --outage seconds, then every device\n"
     "                           posts its backlog at once (closed loop, batches of --batch)\n"
@@ -45,6 +45,13 @@ static const char usage_text[] =
     "                           or every device runs; reports each step and the knee (the\n"
     "                           last step within bounds). Without --duration or\n"
     "                           --max-requests it lasts as long as the ramp\n"
+    "                           upgrade: a firmware campaign (needs --expect-consent):\n"
+    "                           heartbeats every 5 s unless --heartbeat-every says\n"
+    "                           otherwise; ends once every meter with the flag on and\n"
+    "                           consent has reported an outcome the service acknowledged,\n"
+    "                           or at --duration (default 120 s); exit 1 if any meter\n"
+    "                           without both was offered or served an image, or an\n"
+    "                           expected meter has no outcome\n"
     "  --outage S               storm: seconds of backlog (default 3600)\n"
     "  --bad-fraction F         mixed-bad: share of misbehaving devices, 0..1 (default\n"
     "                           0.1; at least one device stays good)\n"
@@ -62,6 +69,26 @@ static const char usage_text[] =
     "  --buffer N               most readings kept per sensor (default 10000)\n"
     "  --connections MODE       keepalive (default), reconnect or resume\n"
     "  --seed N                 seed of the profiles and jitter (default 1)\n"
+    "\n"
+    "firmware (docs/upgrade.md, \"The careful meter\"):\n"
+    "  --firmware-version V     the version the meters run (default 1.0.0)\n"
+    "  --hardware H             their hardware (default flm02)\n"
+    "  --remote-upgrade F       share of meters whose own configuration allows remote\n"
+    "                           upgrades, 0..1 (default 0): meter d has it on when the\n"
+    "                           first 4 bytes of SHA-256(\"remote_upgrade:\" d), big-endian,\n"
+    "                           modulo 10000 are below F x 10000\n"
+    "  --release-key FILE       the release public key the meters pin (PEM); required\n"
+    "                           with --remote-upgrade above 0\n"
+    "  --release-log SRC        the public release log: the https:// URL of meterhub-api's\n"
+    "                           GET /v1/firmware (fetched again when an offer names a\n"
+    "                           later entry) or a saved answer of it; required with\n"
+    "                           --remote-upgrade above 0\n"
+    "  --api-ca FILE            CA that verifies that URL (default: --ca)\n"
+    "  --expect-consent FILE    device ids whose owners consented, one per line (# and\n"
+    "                           blank lines ignored): an offer to, or an image served to,\n"
+    "                           any other meter fails the run\n"
+    "  --download-drop-after N  fault: each meter cuts its first download after N bytes,\n"
+    "                           then resumes it with Range\n"
     "\n"
     "bounds and execution:\n"
     "  --duration S             seconds of load (fractions allowed)\n"
@@ -89,7 +116,8 @@ static const char usage_text[] =
     "\n"
     "exit status: 0 run completed (and verified); 1 verification failed, no request\n"
     "succeeded, a retry ignored Retry-After or changed its batch, mixed-bad saw an\n"
-    "unexpected answer, or a run-time error; 2 usage error.\n";
+    "unexpected answer, the double opt-in did not hold, an upgrade campaign did not\n"
+    "finish, or a run-time error; 2 usage error.\n";
 
 const char *sim_options_usage(void)
 {
@@ -107,6 +135,8 @@ const char *sim_scenario_name(sim_scenario_t scenario)
         return "mixed-bad";
     case SIM_SCENARIO_RAMP:
         return "ramp";
+    case SIM_SCENARIO_UPGRADE:
+        return "upgrade";
     }
     return "?";
 }
@@ -199,6 +229,33 @@ static int parse_fraction(const char *opt, const char *s, double *out, char *err
     return 0;
 }
 
+/* 1 to max printable ASCII characters. */
+static bool printable(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 0x20 || s[i] > 0x7e)
+            return false;
+    return true;
+}
+
+/* [a-z0-9][a-z0-9._-]{0,31}, as devices.hardware. */
+static bool hardware_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 32)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
+            return false;
+    }
+    return true;
+}
+
 static const char *env_or_null(const char *name)
 {
     const char *v = getenv(name);
@@ -230,6 +287,8 @@ static void set_defaults(sim_options_t *o)
     o->target = env_or_null("MH_INGEST_URL");
     o->ca_file = env_or_null("MH_CA_CERT");
     o->pg_uri = env_or_null("MH_PG_URI");
+    o->firmware_version = "1.0.0";
+    o->hardware = "flm02";
 }
 
 /* Options that take a value; the flags are handled separately. */
@@ -266,6 +325,14 @@ typedef enum opt_id {
     OPT_CA,
     OPT_PG,
     OPT_LOG_LEVEL,
+    OPT_FIRMWARE_VERSION,
+    OPT_HARDWARE,
+    OPT_REMOTE_UPGRADE,
+    OPT_RELEASE_KEY,
+    OPT_RELEASE_LOG,
+    OPT_API_CA,
+    OPT_EXPECT_CONSENT,
+    OPT_DOWNLOAD_DROP_AFTER,
 } opt_id_t;
 
 static const struct {
@@ -273,6 +340,7 @@ static const struct {
     opt_id_t id;
 } value_opts[] = {
     {"--account", OPT_ACCOUNT},
+    {"--api-ca", OPT_API_CA},
     {"--backfill-days", OPT_BACKFILL},
     {"--bad-fraction", OPT_BAD_FRACTION},
     {"--batch", OPT_BATCH},
@@ -280,10 +348,13 @@ static const struct {
     {"--ca", OPT_CA},
     {"--connections", OPT_CONNECTIONS},
     {"--devices", OPT_DEVICES},
+    {"--download-drop-after", OPT_DOWNLOAD_DROP_AFTER},
     {"--duration", OPT_DURATION},
-    {"--warmup", OPT_WARMUP},
+    {"--expect-consent", OPT_EXPECT_CONSENT},
+    {"--firmware-version", OPT_FIRMWARE_VERSION},
     {"--fleet", OPT_FLEET},
     {"--fleet-json", OPT_FLEET_JSON},
+    {"--hardware", OPT_HARDWARE},
     {"--heartbeat-every", OPT_HEARTBEAT},
     {"--interval", OPT_INTERVAL},
     {"--json", OPT_JSON},
@@ -297,6 +368,9 @@ static const struct {
     {"--ramp-p99-ms", OPT_RAMP_P99},
     {"--ramp-start", OPT_RAMP_START},
     {"--ramp-step", OPT_RAMP_STEP},
+    {"--release-key", OPT_RELEASE_KEY},
+    {"--release-log", OPT_RELEASE_LOG},
+    {"--remote-upgrade", OPT_REMOTE_UPGRADE},
     {"--scenario", OPT_SCENARIO},
     {"--seed", OPT_SEED},
     {"--sensors-per-device", OPT_SENSORS},
@@ -304,6 +378,7 @@ static const struct {
     {"--threads", OPT_THREADS},
     {"--timeout", OPT_TIMEOUT},
     {"--verify-timeout", OPT_VERIFY_TIMEOUT},
+    {"--warmup", OPT_WARMUP},
 };
 
 static int apply(sim_options_t *o, opt_id_t id, const char *name, const char *v, char *err,
@@ -323,6 +398,7 @@ static int apply(sim_options_t *o, opt_id_t id, const char *name, const char *v,
     case OPT_BACKFILL:
         return parse_u32(name, v, 0, 3650, &o->backfill_days, err, errlen);
     case OPT_HEARTBEAT:
+        o->heartbeat_set = true;
         return parse_u32(name, v, 0, 86400, &o->heartbeat_every_s, err, errlen);
     case OPT_BUFFER:
         return parse_u32(name, v, 1, 10000000, &o->buffer, err, errlen);
@@ -370,6 +446,10 @@ static int apply(sim_options_t *o, opt_id_t id, const char *name, const char *v,
             o->scenario = SIM_SCENARIO_RAMP;
             return 0;
         }
+        if (strcmp(v, "upgrade") == 0) {
+            o->scenario = SIM_SCENARIO_UPGRADE;
+            return 0;
+        }
         set_err(err, errlen, "--scenario: unknown scenario '%.40s'", v);
         return -1;
     case OPT_CONNECTIONS:
@@ -411,6 +491,38 @@ static int apply(sim_options_t *o, opt_id_t id, const char *name, const char *v,
     case OPT_LOG_LEVEL:
         o->log_level = v;
         return 0;
+    case OPT_FIRMWARE_VERSION:
+        if (!printable(v, SIM_MAX_FIRMWARE_VERSION)) {
+            set_err(err, errlen, "%s: '%.40s' is not 1 to %u printable ASCII characters", name, v,
+                    SIM_MAX_FIRMWARE_VERSION);
+            return -1;
+        }
+        o->firmware_version = v;
+        return 0;
+    case OPT_HARDWARE:
+        if (!hardware_name(v)) {
+            set_err(err, errlen, "%s: '%.40s' is not a hardware name ([a-z0-9][a-z0-9._-]{0,31})",
+                    name, v);
+            return -1;
+        }
+        o->hardware = v;
+        return 0;
+    case OPT_REMOTE_UPGRADE:
+        return parse_fraction(name, v, &o->remote_upgrade, err, errlen);
+    case OPT_RELEASE_KEY:
+        o->release_key = v;
+        return 0;
+    case OPT_RELEASE_LOG:
+        o->release_log = v;
+        return 0;
+    case OPT_API_CA:
+        o->api_ca = v;
+        return 0;
+    case OPT_EXPECT_CONSENT:
+        o->expect_consent = v;
+        return 0;
+    case OPT_DOWNLOAD_DROP_AFTER:
+        return parse_u64(name, v, 1, UINT64_C(1) << 40, &o->download_drop_after, err, errlen);
     }
     set_err(err, errlen, "%s: internal error", name);
     return -1;
@@ -458,6 +570,29 @@ static int check(sim_options_t *o, char *err, size_t errlen)
     if (o->warmup_s > 0 && o->duration_s > 0 && o->warmup_s >= o->duration_s) {
         set_err(err, errlen, "--warmup must be shorter than --duration");
         return -1;
+    }
+    /* A meter that may take offers must be able to check them: fail closed. */
+    if (o->remote_upgrade > 0 && (o->release_key == NULL || o->release_log == NULL)) {
+        set_err(err, errlen,
+                "--remote-upgrade needs --release-key FILE and --release-log SRC: "
+                "a meter never installs what it cannot check");
+        return -1;
+    }
+    if (o->release_log != NULL && strncmp(o->release_log, "http://", 7) == 0) {
+        set_err(err, errlen, "--release-log: the API is reached over https:// only");
+        return -1;
+    }
+    if (o->scenario == SIM_SCENARIO_UPGRADE && o->expect_consent == NULL) {
+        set_err(err, errlen, "--scenario upgrade needs --expect-consent FILE");
+        return -1;
+    }
+    if (o->api_ca == NULL)
+        o->api_ca = o->ca_file;
+    if (o->scenario == SIM_SCENARIO_UPGRADE) {
+        if (!o->heartbeat_set)
+            o->heartbeat_every_s = SIM_UPGRADE_HEARTBEAT_S;
+        if (o->duration_s == 0 && o->max_requests == 0)
+            o->duration_s = SIM_UPGRADE_DURATION_S;
     }
     /* A ramp is bounded by the fleet: it ends at the latest once every device runs. */
     if (o->duration_s == 0 && o->max_requests == 0 && o->scenario != SIM_SCENARIO_RAMP)

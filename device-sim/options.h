@@ -22,6 +22,8 @@ typedef enum sim_scenario {
     SIM_SCENARIO_STORM,     /* a backlog of --outage seconds, posted by every device at once */
     SIM_SCENARIO_MIXED_BAD, /* a --bad-fraction of the devices misbehave (device-sim/bad.h) */
     SIM_SCENARIO_RAMP,      /* more devices step by step until latency or errors give way */
+    SIM_SCENARIO_UPGRADE,   /* a firmware campaign: until every meter with the flag on and its
+                             * owner's consent (--expect-consent) has an outcome */
 } sim_scenario_t;
 
 /* Bounds, checked by the parser. */
@@ -32,6 +34,12 @@ typedef enum sim_scenario {
 /* Without --duration or --max-requests, a run lasts this long: a load tool must never run
  * unbounded by accident. */
 #define SIM_DEFAULT_DURATION_S 10.0
+/* The upgrade scenario's defaults: its time bound (it ends earlier once every expected meter
+ * has an outcome) and how often its meters send heartbeats (which carry the offers). */
+#define SIM_UPGRADE_DURATION_S 120.0
+#define SIM_UPGRADE_HEARTBEAT_S 5u
+/* Longest firmware version a meter runs (the manifest's bound). */
+#define SIM_MAX_FIRMWARE_VERSION 39u
 
 typedef struct sim_options {
     uint32_t devices;            /* 0: every device of a loaded fleet */
@@ -69,6 +77,16 @@ typedef struct sim_options {
     const char *ca_file;
     const char *pg_uri;
     const char *log_level;
+    /* Firmware upgrades (device-sim/meter.h). */
+    const char *firmware_version; /* what the meters run; "1.0.0" */
+    const char *hardware;         /* what they are; "flm02" */
+    double remote_upgrade;        /* share of meters whose own flag allows upgrades, 0..1; 0 */
+    const char *release_key;      /* the pinned release public key (PEM) */
+    const char *release_log;      /* https URL of GET /v1/firmware, or a saved answer */
+    const char *api_ca;           /* CA of that URL; default: ca_file */
+    const char *expect_consent;   /* file of the device ids whose owners consented */
+    uint64_t download_drop_after; /* fault: cut each meter's first download after N bytes */
+    bool heartbeat_set;           /* --heartbeat-every was given */
 } sim_options_t;
 
 typedef enum sim_parse_result {
@@ -81,7 +99,8 @@ typedef enum sim_parse_result {
  * Parses argv into *out (defaults first, then the environment, then the arguments), and
  * checks the combination: a fleet source (--fleet or --provision), a target and a CA, --pg
  * when verifying, provisioning or running mixed-bad (it revokes devices), --devices when
- * provisioning. Any thread.
+ * provisioning, a pinned key and a log source when any meter may take offers, a consent list
+ * for the upgrade scenario. Any thread.
  */
 sim_parse_result_t sim_options_parse(int argc, char **argv, sim_options_t *out, char *err,
                                      size_t errlen);
@@ -89,7 +108,7 @@ sim_parse_result_t sim_options_parse(int argc, char **argv, sim_options_t *out, 
 /* The --help text. Static, borrowed. */
 const char *sim_options_usage(void);
 
-/* "steady", "storm", "mixed-bad", "ramp". Static, borrowed. */
+/* "steady", "storm", "mixed-bad", "ramp", "upgrade". Static, borrowed. */
 const char *sim_scenario_name(sim_scenario_t scenario);
 
 /* "keepalive", "reconnect", "resume". Static, borrowed. */

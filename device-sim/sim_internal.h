@@ -20,7 +20,33 @@
 
 #include "device-sim/fleet.h"
 #include "device-sim/options.h"
+#include "device-sim/release_log.h"
 #include "device-sim/stats.h"
+
+#include <pthread.h>
+
+/*
+ * Firmware upgrades, shared by the workers (device-sim/meter.h): the meters' pinned key and
+ * settings, read-only once the workers start; the copy of the public release log, which the
+ * main thread extends (fetching it again when a worker asks) under log_lock while the workers
+ * read it; the campaign's progress, in atomics.
+ */
+typedef struct sim_upgrade_run {
+    bool enabled;           /* a key and a log are loaded: meters with the flag on take offers */
+    EVP_PKEY *key;          /* the pinned release public key (owned by main) */
+    const uint8_t *flag;    /* per device of the run: remote_upgrade on; NULL: all off */
+    const uint8_t *consent; /* per device: on --expect-consent; NULL: no list */
+    sim_release_log_t log;  /* guarded by log_lock */
+    pthread_rwlock_t log_lock;
+    bool log_refetch;                      /* the log comes from the API: it can be fetched again */
+    atomic_uint_fast64_t log_asked;        /* refetches asked for; each ask gets the next number */
+    atomic_uint_fast64_t log_served;       /* every ask up to this one was followed by a fetch */
+    atomic_bool log_fetch_ok;              /* how the last fetch went */
+    size_t expected;                       /* meters with the flag on and consent */
+    atomic_size_t pending;                 /* of them, those without an acknowledged outcome */
+    atomic_size_t installed;               /* of them, those that installed */
+    atomic_uint_fast64_t all_installed_us; /* since the start, when the last of them did */
+} sim_upgrade_run_t;
 
 typedef struct sim_run {
     const sim_options_t *opts;
@@ -50,6 +76,7 @@ typedef struct sim_run {
      * at [d * counters_stride + s], NaN when nothing is stored; NULL: start from the profiles. */
     const double *counters;
     size_t counters_stride;
+    sim_upgrade_run_t upgrade;
 } sim_run_t;
 
 /* Microseconds of CLOCK_MONOTONIC. */

@@ -99,6 +99,57 @@ void sim_stats_count_request(sim_stats_t *s, uint64_t elapsed_us)
     s->per_slot[slot < SIM_RATE_SLOTS ? slot : SIM_RATE_SLOTS - 1]++;
 }
 
+static void upgrade_merge(sim_upgrade_stats_t *d, const sim_upgrade_stats_t *s)
+{
+    d->offers += s->offers;
+    d->offers_flag_off += s->offers_flag_off;
+    d->offers_unconsented += s->offers_unconsented;
+    d->log_waits += s->log_waits;
+    d->download_requests += s->download_requests;
+    d->download_ranges += s->download_ranges;
+    d->download_unasked += s->download_unasked;
+    d->served += s->served;
+    d->served_unconsented += s->served_unconsented;
+    d->download_bytes += s->download_bytes;
+    d->downloads += s->downloads;
+    d->interrupted += s->interrupted;
+    d->withdrawn += s->withdrawn;
+    d->installed += s->installed;
+    for (size_t r = 0; r < SIM_UPG_REASONS; r++)
+        d->reasons[r] += s->reasons[r];
+    d->reports_sent += s->reports_sent;
+    d->reports_acked += s->reports_acked;
+    d->reports_dropped += s->reports_dropped;
+    if (s->first_download_us > 0 &&
+        (d->first_download_us == 0 || s->first_download_us < d->first_download_us))
+        d->first_download_us = s->first_download_us;
+    if (s->last_download_us > d->last_download_us)
+        d->last_download_us = s->last_download_us;
+}
+
+uint64_t sim_upgrade_refused(const sim_upgrade_stats_t *u)
+{
+    uint64_t n = 0;
+    for (size_t r = SIM_UPG_OK + 1; r < SIM_UPG_REASONS; r++)
+        if (!sim_upgrade_reason_is_failure((sim_upgrade_reason_t)r))
+            n += u->reasons[r];
+    return n;
+}
+
+uint64_t sim_upgrade_failed(const sim_upgrade_stats_t *u)
+{
+    uint64_t n = 0;
+    for (size_t r = SIM_UPG_OK + 1; r < SIM_UPG_REASONS; r++)
+        if (sim_upgrade_reason_is_failure((sim_upgrade_reason_t)r))
+            n += u->reasons[r];
+    return n;
+}
+
+uint64_t sim_upgrade_violations(const sim_upgrade_stats_t *u)
+{
+    return u->offers_flag_off + u->offers_unconsented + u->served_unconsented + u->download_unasked;
+}
+
 void sim_stats_merge(sim_stats_t *dst, const sim_stats_t *src)
 {
     dst->requests += src->requests;
@@ -150,6 +201,7 @@ void sim_stats_merge(sim_stats_t *dst, const sim_stats_t *src)
         dst->bad_deferred[k] += src->bad_deferred[k];
     }
     dst->good_failures += src->good_failures;
+    upgrade_merge(&dst->upg, &src->upg);
 }
 
 /* Requests in the busiest second of the run, over sliding windows of one second that lie
@@ -307,6 +359,106 @@ static json_t *ramp_json(const sim_report_t *r)
                      knee);
 }
 
+/* Whole images per second, between the first download request's answer and the last image. */
+static double images_per_s(const sim_upgrade_stats_t *u)
+{
+    double span = (double)(u->last_download_us - u->first_download_us) / 1e6;
+    if (u->downloads == 0)
+        return 0;
+    return span > 0.001 ? (double)u->downloads / span : (double)u->downloads / 0.001;
+}
+
+static void print_upgrade(FILE *f, const sim_stats_t *s, const sim_report_t *r)
+{
+    const sim_upgrade_stats_t *u = &s->upg;
+
+    fprintf(f, "  upgrade        remote_upgrade on for %zu of %zu meters (fraction %.3g)",
+            r->flag_on, r->devices, r->remote_upgrade_fraction);
+    if (r->consent_list)
+        fprintf(f, ", %zu with consent, %zu expected to install", r->consent_listed, r->expected);
+    fputc('\n', f);
+    fprintf(f,
+            "    offered      %" PRIu64 ", downloaded %" PRIu64 ", installed %" PRIu64
+            ", refused %" PRIu64 ", failed %" PRIu64 ", withdrawn %" PRIu64 "\n",
+            u->offers, u->downloads, u->installed, sim_upgrade_refused(u), sim_upgrade_failed(u),
+            u->withdrawn);
+    for (size_t k = SIM_UPG_OK + 1; k < SIM_UPG_REASONS; k++)
+        if (u->reasons[k] > 0)
+            fprintf(f, "                 %s %s: %" PRIu64 "\n",
+                    sim_upgrade_reason_is_failure((sim_upgrade_reason_t)k) ? "failed" : "refused",
+                    sim_upgrade_reason_name((sim_upgrade_reason_t)k), u->reasons[k]);
+    fprintf(f,
+            "    downloads    requests %" PRIu64 " (resumed with Range %" PRIu64
+            ", interrupted on purpose %" PRIu64 "), served %" PRIu64 ", %" PRIu64
+            " bytes, %.1f images/s\n",
+            u->download_requests, u->download_ranges, u->interrupted, u->served, u->download_bytes,
+            images_per_s(u));
+    fprintf(f,
+            "    reports      sent %" PRIu64 ", acknowledged %" PRIu64 ", refused %" PRIu64
+            "; log refetch waits %" PRIu64 "\n",
+            u->reports_sent, u->reports_acked, u->reports_dropped, u->log_waits);
+    if (r->consent_list) {
+        fprintf(f, "    campaign     %zu of %zu expected meters reported, %zu installed; ",
+                r->settled, r->expected, r->installed_expected);
+        if (r->all_installed_s >= 0)
+            fprintf(f, "all installed after %.2f s\n", r->all_installed_s);
+        else
+            fprintf(f, "not all installed\n");
+    }
+    fprintf(f,
+            "    double opt-in offers to meters with the flag off %" PRIu64
+            ", without consent %" PRIu64 "; images served without consent %" PRIu64
+            "; downloads without an offer %" PRIu64 "%s\n",
+            u->offers_flag_off, u->offers_unconsented, u->served_unconsented, u->download_unasked,
+            sim_upgrade_violations(u) > 0 ? "  VIOLATED" : "  (held)");
+}
+
+static json_t *upgrade_json(const sim_stats_t *s, const sim_report_t *r)
+{
+    const sim_upgrade_stats_t *u = &s->upg;
+    json_t *reasons = json_object();
+
+    for (size_t k = SIM_UPG_OK + 1; k < SIM_UPG_REASONS; k++)
+        if (u->reasons[k] > 0)
+            json_object_set_new(reasons, sim_upgrade_reason_name((sim_upgrade_reason_t)k),
+                                json_integer((json_int_t)u->reasons[k]));
+    json_t *o =
+        json_pack("{s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "remote_upgrade_fraction",
+                  r->remote_upgrade_fraction, "flag_on", (json_int_t)r->flag_on, "offered",
+                  (json_int_t)u->offers, "downloaded", (json_int_t)u->downloads, "installed",
+                  (json_int_t)u->installed, "refused", (json_int_t)sim_upgrade_refused(u), "failed",
+                  (json_int_t)sim_upgrade_failed(u), "withdrawn", (json_int_t)u->withdrawn,
+                  "log_waits", (json_int_t)u->log_waits, "reasons", reasons);
+    json_object_set_new(
+        o, "downloads",
+        json_pack("{s:I, s:I, s:I, s:I, s:I, s:f}", "requests", (json_int_t)u->download_requests,
+                  "resumed", (json_int_t)u->download_ranges, "interrupted",
+                  (json_int_t)u->interrupted, "served", (json_int_t)u->served, "bytes",
+                  (json_int_t)u->download_bytes, "images_per_s", images_per_s(u)));
+    json_object_set_new(o, "reports",
+                        json_pack("{s:I, s:I, s:I}", "sent", (json_int_t)u->reports_sent,
+                                  "acknowledged", (json_int_t)u->reports_acked, "refused",
+                                  (json_int_t)u->reports_dropped));
+    json_object_set_new(o, "violations",
+                        json_pack("{s:I, s:I, s:I, s:I, s:I}", "total",
+                                  (json_int_t)sim_upgrade_violations(u), "offers_flag_off",
+                                  (json_int_t)u->offers_flag_off, "offers_without_consent",
+                                  (json_int_t)u->offers_unconsented, "served_without_consent",
+                                  (json_int_t)u->served_unconsented, "downloads_without_offer",
+                                  (json_int_t)u->download_unasked));
+    if (r->consent_list) {
+        json_t *c =
+            json_pack("{s:I, s:I, s:I, s:I}", "consent_listed", (json_int_t)r->consent_listed,
+                      "expected", (json_int_t)r->expected, "settled", (json_int_t)r->settled,
+                      "installed", (json_int_t)r->installed_expected);
+        /* null until every expected meter installed. */
+        json_object_set_new(c, "all_installed_s",
+                            r->all_installed_s >= 0 ? json_real(r->all_installed_s) : json_null());
+        json_object_set_new(o, "campaign", c);
+    }
+    return o;
+}
+
 static const char *verify_name(sim_verify_state_t st)
 {
     switch (st) {
@@ -398,6 +550,8 @@ void sim_stats_print_summary(FILE *f, const sim_stats_t *s, const sim_report_t *
     }
     if (r->ramp)
         print_ramp(f, r);
+    if (r->upgrade)
+        print_upgrade(f, s, r);
     fprintf(f, "  verify         %s", verify_name(r->verify.state));
     if (r->verify.state == SIM_VERIFY_PASSED || r->verify.state == SIM_VERIFY_FAILED)
         fprintf(f,
@@ -501,6 +655,8 @@ json_t *sim_stats_json(const sim_stats_t *s, const sim_report_t *r)
     }
     if (r->ramp)
         json_object_set_new(o, "ramp", ramp_json(r));
+    if (r->upgrade)
+        json_object_set_new(o, "upgrade", upgrade_json(s, r));
     json_t *v = json_pack("{s:s}", "result", verify_name(r->verify.state));
     if (r->verify.state == SIM_VERIFY_PASSED || r->verify.state == SIM_VERIFY_FAILED) {
         json_object_set_new(v, "acked", json_integer((json_int_t)r->verify.acked));

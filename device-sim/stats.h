@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "device-sim/hist.h"
+#include "device-sim/upgrade.h"
 
 /* HTTP statuses are counted in by_status[status]; index 0 counts requests with no answer. */
 #define SIM_STATUS_MAX 600
@@ -48,6 +49,32 @@ typedef struct sim_error_count {
     char code[SIM_ERROR_CODE_MAX];
     uint64_t n;
 } sim_error_count_t;
+
+/* Firmware upgrades as the meters saw them (device-sim/meter.h). The counters marked "must
+ * stay 0" are the double opt-in and the meter's own discipline: any other value fails the run. */
+typedef struct sim_upgrade_stats {
+    uint64_t offers;             /* distinct offers (meter, release) in heartbeat answers */
+    uint64_t offers_flag_off;    /* of which to meters whose flag is off: must stay 0 */
+    uint64_t offers_unconsented; /* of which to meters not on --expect-consent: must stay 0 */
+    uint64_t log_waits;          /* offers checked again after a refetch of the log */
+    uint64_t download_requests;  /* GET /firmware requests sent */
+    uint64_t download_ranges;    /* of which resumed with Range: bytes=N- */
+    uint64_t download_unasked;   /* requests a meter would have sent without its flag on and
+                                  * an accepted offer: never sent, must stay 0 */
+    uint64_t served;             /* 200 or 206 answers to a download */
+    uint64_t served_unconsented; /* of which to meters not on --expect-consent: must stay 0 */
+    uint64_t download_bytes;     /* image bytes taken */
+    uint64_t downloads;          /* images received whole (checked afterwards) */
+    uint64_t interrupted;        /* downloads cut by --download-drop-after */
+    uint64_t withdrawn;          /* downloads answered 403 or 404: the offer was gone */
+    uint64_t installed;
+    uint64_t reasons[SIM_UPG_REASONS]; /* refusals and failures by reason */
+    uint64_t reports_sent;             /* heartbeats carrying a report */
+    uint64_t reports_acked;            /* answered 200 */
+    uint64_t reports_dropped;          /* refused for good (409 not_offered, 400...) */
+    uint64_t first_download_us;        /* since the start; a min when merged, 0: none */
+    uint64_t last_download_us;         /* the last whole image; a max when merged */
+} sim_upgrade_stats_t;
 
 typedef struct sim_stats {
     uint64_t requests;      /* completed: answered, or failed without an answer */
@@ -94,6 +121,7 @@ typedef struct sim_stats {
     uint64_t bad_unexpected[SIM_BAD_KINDS];
     uint64_t bad_deferred[SIM_BAD_KINDS];
     uint64_t good_failures;
+    sim_upgrade_stats_t upg;
 } sim_stats_t;
 
 void sim_stats_init(sim_stats_t *s);
@@ -104,6 +132,13 @@ void sim_stats_count_request(sim_stats_t *s, uint64_t elapsed_us);
 /* Adds src to dst (connected is summed too: each thread counts its own connections;
  * recovery_max_us is a max). */
 void sim_stats_merge(sim_stats_t *dst, const sim_stats_t *src);
+
+/* Refusals (a check said no) and failures (the meter could not finish) over every reason. */
+uint64_t sim_upgrade_refused(const sim_upgrade_stats_t *u);
+uint64_t sim_upgrade_failed(const sim_upgrade_stats_t *u);
+/* The sum of the counters that must stay 0: offers to meters whose flag is off or without
+ * consent, downloads served to meters without consent, download requests without an offer. */
+uint64_t sim_upgrade_violations(const sim_upgrade_stats_t *u);
 
 /* The outcome of --verify, for the report. */
 typedef enum sim_verify_state {
@@ -161,6 +196,16 @@ typedef struct sim_report {
     sim_ramp_end_t ramp_end;
     double ramp_every_s, ramp_p99_ms;
     sim_verify_result_t verify;
+    /* Upgrades: print and report them; the fleet's settings and the run's bounds. */
+    bool upgrade;
+    double remote_upgrade_fraction;
+    size_t flag_on;            /* meters with remote_upgrade on */
+    size_t consent_listed;     /* meters of the run on --expect-consent (0: no list) */
+    bool consent_list;         /* a list was given */
+    size_t expected;           /* flag on and on the list: the installs the run waits for */
+    size_t settled;            /* of them, those whose outcome the service acknowledged */
+    size_t installed_expected; /* of them, those that installed */
+    double all_installed_s;    /* when the last of them installed; < 0: not all did */
 } sim_report_t;
 
 /* One progress line (no newline) into buf: elapsed, connections, rates since the previous

@@ -17,6 +17,8 @@
 #include "device-sim/backoff.h"
 #include "device-sim/bad.h"
 #include "device-sim/batch.h"
+#include "device-sim/download.h"
+#include "device-sim/meter.h"
 #include "device-sim/profile.h"
 
 #include <errno.h>
@@ -31,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 /* How often a worker checks the deadline and the stop flag. */
 #define SIM_TICK_MS 100
@@ -45,8 +48,12 @@
  * of a future-clock device runs (far beyond any max_future_skew_s). */
 static const char malformed_body[] = "{\"measurements\": [[1764115200, 12";
 #define SIM_BAD_CLOCK_AHEAD_S 86400
-/* The heartbeat every simulated meter sends. */
-static const char heartbeat_body[] = "{\"firmware_version\":\"sim-1.0\",\"remote_upgrade\":false}";
+/* A heartbeat body (device-sim/meter.h): versions, ids and reasons are bounded and short. */
+#define SIM_HEARTBEAT_MAX 512
+/* Firmware: how often a meter waiting for the log looks again, and the pause after a failed
+ * download attempt (times the attempts so far). */
+#define SIM_LOG_POLL_MS 100
+#define SIM_DOWNLOAD_RETRY_MS 500
 
 typedef struct sim_sensor {
     sim_profile_t profile;
@@ -99,6 +106,19 @@ typedef struct sim_device {
     uint64_t next_post_ms, next_hb_ms;
     bool hb_due, round_active;
     size_t round_pos;
+    /* Firmware (device-sim/meter.h). The offer of the last heartbeat answer waits in offer
+     * for device_wake; the download has a connection of its own, made for each request. */
+    sim_meter_t meter;
+    bool hb_reported;                       /* the heartbeat in flight carries the report */
+    char last_offer[MH_RELEASE_ID_LEN + 1]; /* the release last offered: each counted once */
+    json_t *offer;                          /* owned; NULL: none waiting */
+    bool settled;                           /* expected meter: an outcome was acknowledged */
+    struct evhttp_connection *dl_evcon;
+    sim_conn_tls_t dl_tls;
+    sim_download_t dl;
+    bool dl_ended;     /* the request ended: dl.result waits for device_wake */
+    uint64_t dl_at_ms; /* DOWNLOAD: no request before this */
+    bool dl_drop_used; /* --download-drop-after cut its one download */
 } sim_device_t;
 
 struct sim_worker {
@@ -406,13 +426,26 @@ static bool start_next(sim_device_t *d, uint64_t now)
     if (d->stopped)
         return false;
     if (d->hb_due) {
+        char hb[SIM_HEARTBEAT_MAX];
+        int hblen = sim_meter_heartbeat_body(&d->meter, hb, sizeof(hb));
+        if (hblen < 0) {
+            /* Not reachable with the bounded fields; never send a body we cannot vouch for. */
+            mh_log(MH_LOG_ERROR, "device %s: heartbeat does not encode", d->fd->id);
+            d->hb_due = false;
+            return false;
+        }
         if (!take_request_budget(w))
             return false;
         note_retry_after(d, now);
         snprintf(path, sizeof(path), "/device/%s", d->fd->id);
-        if (send_request(d, SIM_REQ_HEARTBEAT, 0, path, heartbeat_body,
-                         sizeof(heartbeat_body) - 1) != 0)
+        d->hb_reported = d->meter.report_pending;
+        if (send_request(d, SIM_REQ_HEARTBEAT, 0, path, hb, (size_t)hblen) != 0)
             goto failed;
+        if (d->hb_reported) {
+            pthread_mutex_lock(&w->lock);
+            w->stats.upg.reports_sent++;
+            pthread_mutex_unlock(&w->lock);
+        }
         return true;
     }
     for (int pass = 0; pass < 2; pass++) {
@@ -498,6 +531,322 @@ failed:
     return false;
 }
 
+/* ---- firmware (device-sim/meter.h) -------------------------------------------------------- */
+
+static bool upgrades(const sim_worker_t *w)
+{
+    return w->run->upgrade.enabled;
+}
+
+/* Whether the owner consented, as far as the run knows (--expect-consent): true without one. */
+static bool consented(const sim_device_t *d)
+{
+    const sim_upgrade_run_t *u = &d->w->run->upgrade;
+    return u->consent == NULL || u->consent[d->index];
+}
+
+/* One of the meters a campaign waits for: its flag on, and on the consent list. */
+static bool expected(const sim_device_t *d)
+{
+    const sim_upgrade_run_t *u = &d->w->run->upgrade;
+    return u->consent != NULL && u->consent[d->index] && d->meter.remote_upgrade;
+}
+
+static void drop_dl_connection(sim_device_t *d)
+{
+    if (d->dl_evcon == NULL)
+        return;
+    struct evhttp_connection *evcon = d->dl_evcon;
+    d->dl_evcon = NULL;
+    /* Freeing it frees a pending request without a callback. */
+    if (d->dl.in_flight)
+        sim_download_forget(&d->dl);
+    sim_conn_free(evcon);
+}
+
+/* What the meter's state machine asks for next (worker thread; may run inside an evhttp
+ * callback: it only counts, flags and sets times). */
+static void on_step(sim_device_t *d, sim_meter_step_t step, uint64_t now)
+{
+    sim_worker_t *w = d->w;
+    sim_upgrade_run_t *u = &w->run->upgrade;
+    sim_meter_t *m = &d->meter;
+
+    switch (step) {
+    case SIM_METER_NOTHING:
+        return;
+    case SIM_METER_REPORT: {
+        bool installed = m->report_outcome == SIM_OUTCOME_INSTALLED;
+        pthread_mutex_lock(&w->lock);
+        if (installed)
+            w->stats.upg.installed++;
+        else
+            w->stats.upg.reasons[m->report_reason]++;
+        pthread_mutex_unlock(&w->lock);
+        if (installed)
+            mh_log(MH_LOG_INFO, "device %s: installed release %s, now runs %s", d->fd->id,
+                   m->report_release, m->version);
+        else
+            mh_log(MH_LOG_INFO, "device %s: %s release %s: %s", d->fd->id,
+                   sim_meter_outcome_name(m->report_outcome), m->report_release,
+                   sim_upgrade_reason_name(m->report_reason));
+        if (installed && expected(d) && atomic_fetch_add(&u->installed, 1) + 1 == u->expected) {
+            uint64_t at = sim_mono_us() - w->run->t0_mono_us;
+            atomic_store(&u->all_installed_us, at > 0 ? at : 1);
+        }
+        /* The report goes out with the next heartbeat, now. */
+        d->hb_due = true;
+        return;
+    }
+    case SIM_METER_WAIT:
+        pthread_mutex_lock(&w->lock);
+        w->stats.upg.log_waits++;
+        pthread_mutex_unlock(&w->lock);
+        if (u->log_refetch) {
+            m->log_want = atomic_fetch_add(&u->log_asked, 1) + 1;
+            return;
+        }
+        /* A saved log cannot grow: the entry is not in it. */
+        pthread_rwlock_rdlock(&u->log_lock);
+        step = sim_meter_log_ready(m, u->key, (int64_t)time(NULL), &u->log, true);
+        pthread_rwlock_unlock(&u->log_lock);
+        on_step(d, step, now);
+        return;
+    case SIM_METER_FETCH:
+        d->dl_at_ms = now + (uint64_t)m->attempts * SIM_DOWNLOAD_RETRY_MS;
+        return;
+    case SIM_METER_ABANDON:
+        pthread_mutex_lock(&w->lock);
+        w->stats.upg.withdrawn++;
+        pthread_mutex_unlock(&w->lock);
+        return;
+    }
+}
+
+static int dl_data(void *arg, const uint8_t *buf, size_t len)
+{
+    sim_device_t *d = arg;
+    sim_worker_t *w = d->w;
+
+    if (d->meter.phase != SIM_METER_DOWNLOAD)
+        return -1;
+    sim_meter_step_t step = sim_meter_data(&d->meter, buf, len);
+    if (step != SIM_METER_NOTHING) {
+        on_step(d, step, now_ms(w));
+        return -1;
+    }
+    pthread_mutex_lock(&w->lock);
+    w->stats.upg.download_bytes += len;
+    pthread_mutex_unlock(&w->lock);
+    return 0;
+}
+
+static void dl_restart(void *arg)
+{
+    sim_device_t *d = arg;
+    sim_meter_restart(&d->meter);
+}
+
+static void dl_done(void *arg, const sim_dl_result_t *r)
+{
+    sim_device_t *d = arg;
+    (void)r; /* it is d->dl.result, read in device_wake */
+    d->dl_ended = true;
+    schedule(d, 0);
+}
+
+static const sim_download_cbs_t dl_cbs = {dl_data, dl_restart, dl_done};
+
+/* Sends the next download request of a meter in DOWNLOAD, from what it already has. */
+static void start_download(sim_device_t *d, uint64_t now)
+{
+    sim_worker_t *w = d->w;
+    const sim_options_t *o = w->run->opts;
+    sim_meter_t *m = &d->meter;
+    char path[16 + MH_RELEASE_ID_LEN];
+    uint64_t drop = 0;
+
+    /* The meter's own discipline, checked where the request would leave: never without its
+     * flag on and an offer it accepted. Not reachable; counted, so the run would fail. */
+    if (!m->remote_upgrade || m->phase != SIM_METER_DOWNLOAD || !m->offer.parsed) {
+        pthread_mutex_lock(&w->lock);
+        w->stats.upg.download_unasked++;
+        pthread_mutex_unlock(&w->lock);
+        mh_log(MH_LOG_ERROR, "device %s: a download without an accepted offer: not sent",
+               d->fd->id);
+        on_step(d, sim_meter_abandon(m), now);
+        return;
+    }
+    drop_dl_connection(d);
+    int64_t offset = m->image.received, size = m->offer.m.size;
+    if (o->download_drop_after > 0 && !d->dl_drop_used &&
+        (uint64_t)(size - offset) > o->download_drop_after) {
+        drop = o->download_drop_after;
+        d->dl_drop_used = true;
+    }
+    snprintf(path, sizeof(path), "/firmware/%s", m->offer.release);
+    d->dl_ended = false;
+    d->dl_evcon = sim_conn_new(w->base, w->ssl_ctx, w->run, d->fd, &d->dl_tls, o->timeout_s);
+    if (d->dl_evcon == NULL || sim_download_start(&d->dl, d->dl_evcon, w->run->host_header, path,
+                                                  offset, size, drop, &dl_cbs, d) != 0) {
+        drop_dl_connection(d);
+        on_step(d, sim_meter_attempt_failed(m, false), now);
+        return;
+    }
+    pthread_mutex_lock(&w->lock);
+    w->stats.upg.download_requests++;
+    if (offset > 0)
+        w->stats.upg.download_ranges++;
+    if (w->stats.upg.first_download_us == 0)
+        w->stats.upg.first_download_us = sim_mono_us() - w->run->t0_mono_us;
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* A download request ended (its result in d->dl.result). */
+static void download_ended(sim_device_t *d, uint64_t now)
+{
+    sim_worker_t *w = d->w;
+    const sim_dl_result_t *r = &d->dl.result;
+    sim_meter_t *m = &d->meter;
+    sim_meter_step_t step;
+
+    /* A connection per request: downloads are rare, and a cut one is not reused. */
+    drop_dl_connection(d);
+    pthread_mutex_lock(&w->lock);
+    if (r->status == 200 || r->status == 206) {
+        w->stats.upg.served++;
+        if (!consented(d))
+            w->stats.upg.served_unconsented++;
+    }
+    if (r->interrupted)
+        w->stats.upg.interrupted++;
+    if (r->complete && m->phase == SIM_METER_DOWNLOAD) {
+        w->stats.upg.downloads++;
+        w->stats.upg.last_download_us = sim_mono_us() - w->run->t0_mono_us;
+    }
+    pthread_mutex_unlock(&w->lock);
+    if (m->phase != SIM_METER_DOWNLOAD)
+        return; /* refused while it came (too long) */
+    if (r->too_long)
+        step = sim_meter_too_long(m);
+    else if (r->interrupted)
+        step = sim_meter_attempt_failed(m, true);
+    else if (r->complete)
+        step = sim_meter_complete(m);
+    else if (r->status == 403 || r->status == 404)
+        step = sim_meter_abandon(m); /* not_offered: withdrawn, paused, consent gone */
+    else {
+        mh_log(MH_LOG_DEBUG, "device %s: download of %s: status %d %s, %s", d->fd->id,
+               m->offer.release, r->status, r->code, r->short_close ? "cut short" : "no image");
+        step = sim_meter_attempt_failed(m, false);
+    }
+    on_step(d, step, now);
+}
+
+/* A heartbeat's answer (status > 0): settles the report it carried; the offer of a 2xx answer
+ * is counted, and kept for device_wake when the meter may take it. */
+static void heartbeat_answered(sim_device_t *d, struct evhttp_request *req, int status)
+{
+    sim_worker_t *w = d->w;
+    sim_upgrade_run_t *u = &w->run->upgrade;
+    bool ok = status >= 200 && status < 300;
+
+    if (d->hb_reported) {
+        d->hb_reported = false;
+        if (sim_meter_report_answered(&d->meter, status)) {
+            pthread_mutex_lock(&w->lock);
+            if (ok)
+                w->stats.upg.reports_acked++;
+            else
+                w->stats.upg.reports_dropped++;
+            pthread_mutex_unlock(&w->lock);
+            if (!ok)
+                mh_log(MH_LOG_WARN, "device %s: its upgrade report was refused with %d", d->fd->id,
+                       status);
+            if (expected(d) && !d->settled) {
+                d->settled = true;
+                atomic_fetch_sub(&u->pending, 1);
+            }
+        }
+    }
+    if (!ok)
+        return;
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t n = evbuffer_get_length(in);
+    const char *p = n > 0 ? (const char *)evbuffer_pullup(in, (ev_ssize_t)n) : NULL;
+    json_t *o = p ? json_loadb(p, n, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    json_t *up = json_object_get(o, "upgrade");
+    if (json_is_object(up)) {
+        const char *rel = json_string_value(json_object_get(up, "release"));
+        if (rel == NULL)
+            rel = "";
+        if (strncmp(rel, d->last_offer, sizeof(d->last_offer)) != 0) {
+            snprintf(d->last_offer, sizeof(d->last_offer), "%s", rel);
+            pthread_mutex_lock(&w->lock);
+            w->stats.upg.offers++;
+            if (!d->meter.remote_upgrade)
+                w->stats.upg.offers_flag_off++;
+            if (!consented(d))
+                w->stats.upg.offers_unconsented++;
+            pthread_mutex_unlock(&w->lock);
+            if (!d->meter.remote_upgrade || !consented(d))
+                mh_log(MH_LOG_ERROR, "device %s: offered release %.32s without %s", d->fd->id, rel,
+                       d->meter.remote_upgrade ? "its owner's consent" : "its own flag on");
+        }
+        /* A meter whose flag is off never acts on an offer. */
+        if (upgrades(w) && d->meter.remote_upgrade) {
+            json_decref(d->offer);
+            d->offer = json_incref(up);
+        }
+    }
+    json_decref(o);
+}
+
+/* The firmware part of a wake-up: a download that ended, an offer that came, a log refetch
+ * that ran, a download to (re)start. */
+static void upgrade_wake(sim_device_t *d, uint64_t now)
+{
+    sim_worker_t *w = d->w;
+    sim_upgrade_run_t *u = &w->run->upgrade;
+    sim_meter_step_t step;
+
+    if (!upgrades(w))
+        return;
+    if (d->dl_ended) {
+        d->dl_ended = false;
+        download_ended(d, now);
+    }
+    if (d->offer != NULL) {
+        json_t *offer = d->offer;
+        d->offer = NULL;
+        pthread_rwlock_rdlock(&u->log_lock);
+        step = sim_meter_offer(&d->meter, offer, u->key, (int64_t)time(NULL), &u->log);
+        pthread_rwlock_unlock(&u->log_lock);
+        json_decref(offer);
+        on_step(d, step, now);
+    }
+    if (d->meter.phase == SIM_METER_WAIT_LOG && atomic_load(&u->log_served) >= d->meter.log_want) {
+        bool fetched = atomic_load(&u->log_fetch_ok);
+        pthread_rwlock_rdlock(&u->log_lock);
+        step = sim_meter_log_ready(&d->meter, u->key, (int64_t)time(NULL), &u->log, fetched);
+        pthread_rwlock_unlock(&u->log_lock);
+        on_step(d, step, now);
+    }
+    if (d->meter.phase == SIM_METER_DOWNLOAD && !d->dl.in_flight && !d->dl_ended &&
+        now >= d->dl_at_ms)
+        start_download(d, now);
+}
+
+/* When the firmware part of an idle device wants waking; UINT64_MAX: never. */
+static uint64_t upgrade_due(const sim_device_t *d)
+{
+    if (d->meter.phase == SIM_METER_WAIT_LOG)
+        return now_ms(d->w) + SIM_LOG_POLL_MS;
+    if (d->meter.phase == SIM_METER_DOWNLOAD && !d->dl.in_flight && !d->dl_ended)
+        return d->dl_at_ms;
+    return UINT64_MAX;
+}
+
 /* The earliest time something is due for an idle device. */
 static uint64_t next_due(const sim_device_t *d)
 {
@@ -509,7 +858,9 @@ static uint64_t next_due(const sim_device_t *d)
         t = d->next_hb_ms;
     if (d->retry_at_ms > t)
         t = d->retry_at_ms;
-    return t;
+    /* A download runs on its own connection: the batches' backoff does not hold it back. */
+    uint64_t fw = upgrade_due(d);
+    return fw < t ? fw : t;
 }
 
 static void device_wake(evutil_socket_t fd, short what, void *arg)
@@ -521,6 +872,8 @@ static void device_wake(evutil_socket_t fd, short what, void *arg)
 
     if (d->evcon_dead)
         drop_connection(d);
+    if (!w->stopping && !d->stopped && d->active)
+        upgrade_wake(d, now);
     /* A stopped (revoked) device sleeps to the end: it neither posts nor needs waking; a
      * device a ramp has not reached yet is woken by on_tick when it is. */
     if (d->in_flight != SIM_REQ_NONE || w->stopping || d->stopped || !d->active)
@@ -528,7 +881,8 @@ static void device_wake(evutil_socket_t fd, short what, void *arg)
     generate(d, now);
     check_drained(d, now);
     if (now < d->retry_at_ms) {
-        schedule(d, d->retry_at_ms);
+        uint64_t fw = upgrade_due(d);
+        schedule(d, fw < d->retry_at_ms ? fw : d->retry_at_ms);
         return;
     }
     if (o->heartbeat_every_s > 0 && now >= d->next_hb_ms) {
@@ -659,6 +1013,7 @@ static void on_response(struct evhttp_request *req, void *arg)
     pthread_mutex_lock(&w->lock);
     count_request(w);
     if (status <= 0 || status >= SIM_STATUS_MAX) {
+        d->hb_reported = false; /* the report stays owed */
         w->stats.by_status[0]++;
         w->stats.conn_errors++;
         if (d->last_error_set && d->last_error == EVREQ_HTTP_TIMEOUT)
@@ -682,6 +1037,8 @@ static void on_response(struct evhttp_request *req, void *arg)
             w->stats.resumed++;
     }
     pthread_mutex_unlock(&w->lock);
+    if (kind == SIM_REQ_HEARTBEAT)
+        heartbeat_answered(d, req, status);
 
     const char *conn_hdr = evhttp_find_header(evhttp_request_get_input_headers(req), "Connection");
     if (o->conn_mode != SIM_CONN_KEEPALIVE ||
@@ -699,7 +1056,8 @@ static void on_response(struct evhttp_request *req, void *arg)
         }
         pthread_mutex_unlock(&w->lock);
         if (kind == SIM_REQ_HEARTBEAT) {
-            d->hb_due = false;
+            /* A report reached while this one was out still needs its heartbeat. */
+            d->hb_due = d->meter.report_pending;
         } else {
             if (o->verify)
                 log_pending(d, si, &w->acked);
@@ -726,7 +1084,7 @@ static void on_response(struct evhttp_request *req, void *arg)
     pthread_mutex_unlock(&w->lock);
     log_refusal(d, status, code);
     if (kind == SIM_REQ_HEARTBEAT) {
-        d->hb_due = false;
+        d->hb_due = d->meter.report_pending;
     } else {
         if (o->verify && s->uncertain)
             log_pending(d, si, &w->unanswered);
@@ -828,6 +1186,7 @@ out:
         /* Pending requests are freed with their connection, without a callback. */
         d->in_flight = SIM_REQ_NONE;
         drop_connection(d);
+        drop_dl_connection(d);
     }
     w->in_flight = 0;
     atomic_store(&w->done, true);
@@ -868,6 +1227,8 @@ sim_worker_t *sim_worker_new(sim_run_t *run, unsigned index, size_t first, size_
         d->bad = run->bad ? (sim_bad_kind_t)run->bad->kind[d->index] : SIM_BAD_NONE;
         d->active = run->rank == NULL || run->rank[d->index] < atomic_load(&run->active);
         d->nsensors = d->fd->nsensors;
+        sim_meter_init(&d->meter, o->firmware_version, o->hardware,
+                       run->upgrade.flag != NULL && run->upgrade.flag[d->index]);
         d->sensors = mh_calloc(d->nsensors ? d->nsensors : 1, sizeof(*d->sensors));
         for (size_t s = 0; s < d->nsensors; s++) {
             sim_profile_init(&d->sensors[s].profile, o->seed, d->index, (unsigned)s);
@@ -958,9 +1319,13 @@ void sim_worker_free(sim_worker_t *w)
     for (size_t i = 0; i < w->ndevices && w->devices != NULL; i++) {
         sim_device_t *d = &w->devices[i];
         drop_connection(d);
+        drop_dl_connection(d);
         if (d->timer != NULL)
             event_free(d->timer);
         SSL_SESSION_free(d->tls.session);
+        SSL_SESSION_free(d->dl_tls.session);
+        sim_meter_dispose(&d->meter);
+        json_decref(d->offer);
         for (size_t s = 0; s < d->nsensors && d->sensors != NULL; s++)
             sim_buffer_dispose(&d->sensors[s].buf);
         free(d->sensors);

@@ -192,6 +192,75 @@ static void test_ramp(void **state)
     assert_true(o.duration_s == 0);
 }
 
+static void test_firmware(void **state)
+{
+    char *argv[] = {"sim",
+                    "--fleet",
+                    "F",
+                    "--target",
+                    "https://h",
+                    "--ca",
+                    "c",
+                    "--firmware-version",
+                    "2.4.0",
+                    "--hardware",
+                    "flm03-b",
+                    "--remote-upgrade",
+                    "0.5",
+                    "--release-key",
+                    "k.pub",
+                    "--release-log",
+                    "https://127.0.0.1:8444/v1/firmware",
+                    "--api-ca",
+                    "api.crt",
+                    "--download-drop-after",
+                    "1000"};
+    char *plain[] = {"sim", "--fleet", "F", "--target", "https://h", "--ca", "c"};
+    sim_options_t o;
+    char err[256];
+    (void)state;
+    /* Defaults: a comparable version (the heartbeat used to send "sim-1.0"), flm02, the flag
+     * off everywhere, the API's CA the target's. */
+    assert_int_equal(parse(ARGC(plain), plain, &o, err), SIM_PARSE_OK);
+    assert_string_equal(o.firmware_version, "1.0.0");
+    assert_string_equal(o.hardware, "flm02");
+    assert_true(o.remote_upgrade == 0);
+    assert_null(o.release_key);
+    assert_string_equal(o.api_ca, "c");
+    assert_int_equal(o.download_drop_after, 0);
+    assert_int_equal(parse(ARGC(argv), argv, &o, err), SIM_PARSE_OK);
+    assert_string_equal(o.firmware_version, "2.4.0");
+    assert_string_equal(o.hardware, "flm03-b");
+    assert_true(o.remote_upgrade == 0.5);
+    assert_string_equal(o.release_key, "k.pub");
+    assert_string_equal(o.release_log, "https://127.0.0.1:8444/v1/firmware");
+    assert_string_equal(o.api_ca, "api.crt");
+    assert_int_equal(o.download_drop_after, 1000);
+}
+
+static void test_upgrade_scenario(void **state)
+{
+    char *argv[] = {"sim", "--fleet",    "F",       "--target",         "https://h",  "--ca",
+                    "c",   "--scenario", "upgrade", "--expect-consent", "consent.txt"};
+    char *bounded[] = {
+        "sim", "--fleet",    "F",       "--target",         "https://h",   "--ca",
+        "c",   "--scenario", "upgrade", "--expect-consent", "consent.txt", "--heartbeat-every",
+        "2",   "--duration", "30"};
+    sim_options_t o;
+    char err[256];
+    (void)state;
+    assert_int_equal(parse(ARGC(argv), argv, &o, err), SIM_PARSE_OK);
+    assert_int_equal(o.scenario, SIM_SCENARIO_UPGRADE);
+    assert_string_equal(sim_scenario_name(o.scenario), "upgrade");
+    assert_string_equal(o.expect_consent, "consent.txt");
+    /* Its own defaults: heartbeats every 5 s (they carry the offers), a 120 s bound. */
+    assert_int_equal(o.heartbeat_every_s, SIM_UPGRADE_HEARTBEAT_S);
+    assert_true(o.duration_s == SIM_UPGRADE_DURATION_S);
+    assert_int_equal(parse(ARGC(bounded), bounded, &o, err), SIM_PARSE_OK);
+    assert_int_equal(o.heartbeat_every_s, 2);
+    assert_true(o.duration_s == 30);
+}
+
 static void test_help(void **state)
 {
     char *argv[] = {"sim", "--help"};
@@ -199,7 +268,9 @@ static void test_help(void **state)
     char err[256];
     (void)state;
     assert_int_equal(parse(ARGC(argv), argv, &o, err), SIM_PARSE_HELP);
-    assert_non_null(strstr(sim_options_usage(), "storm, mixed-bad or ramp"));
+    assert_non_null(strstr(sim_options_usage(), "storm, mixed-bad, ramp or upgrade"));
+    assert_non_null(strstr(sim_options_usage(), "--release-key FILE"));
+    assert_non_null(strstr(sim_options_usage(), "--download-drop-after N"));
     assert_non_null(strstr(sim_options_usage(), "--outage S"));
     assert_non_null(strstr(sim_options_usage(), "--bad-fraction F"));
     assert_non_null(strstr(sim_options_usage(), "--ramp-p99-ms MS"));
@@ -348,6 +419,76 @@ static void test_errors(void **state)
                      "--ca", "c",       "--threads", "100000"};
         expect_error("--threads", ARGC(a), a);
     }
+    /* Firmware: a meter that may take offers must be able to check them. */
+    {
+        char *a[] = {"sim", "--fleet",          "F",  "--target", "https://h", "--ca",
+                     "c",   "--remote-upgrade", "0.5"};
+        expect_error("--release-key", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim", "--fleet",          "F",   "--target",      "https://h", "--ca",
+                     "c",   "--remote-upgrade", "0.5", "--release-key", "k.pub"};
+        expect_error("--release-log", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim",
+                     "--fleet",
+                     "F",
+                     "--target",
+                     "https://h",
+                     "--ca",
+                     "c",
+                     "--remote-upgrade",
+                     "1",
+                     "--release-key",
+                     "k.pub",
+                     "--release-log",
+                     "http://h/v1/firmware"};
+        expect_error("https://", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim",  "--fleet", "F",          "--target", "https://h",
+                     "--ca", "c",       "--scenario", "upgrade"};
+        expect_error("--expect-consent", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim", "--fleet",          "F",   "--target", "https://h", "--ca",
+                     "c",   "--remote-upgrade", "1.01"};
+        expect_error("--remote-upgrade", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim",  "--fleet", "F",          "--target", "https://h",
+                     "--ca", "c",       "--hardware", "FLM02"};
+        expect_error("--hardware", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim",  "--fleet", "F",          "--target", "https://h",
+                     "--ca", "c",       "--hardware", "-flm"};
+        expect_error("--hardware", ARGC(a), a);
+    }
+    {
+        char *a[] = {
+            "sim", "--fleet", "F", "--target", "https://h", "--ca", "c", "--firmware-version", ""};
+        expect_error("--firmware-version", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim",
+                     "--fleet",
+                     "F",
+                     "--target",
+                     "https://h",
+                     "--ca",
+                     "c",
+                     "--firmware-version",
+                     "1.0.0.1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16"};
+        expect_error("--firmware-version", ARGC(a), a);
+    }
+    {
+        char *a[] = {"sim",       "--fleet", "F", "--target",
+                     "https://h", "--ca",    "c", "--download-drop-after",
+                     "0"};
+        expect_error("--download-drop-after", ARGC(a), a);
+    }
 }
 
 int main(void)
@@ -361,6 +502,8 @@ int main(void)
         cmocka_unit_test_setup(test_storm, clear_env),
         cmocka_unit_test_setup(test_mixed_bad, clear_env),
         cmocka_unit_test_setup(test_ramp, clear_env),
+        cmocka_unit_test_setup(test_firmware, clear_env),
+        cmocka_unit_test_setup(test_upgrade_scenario, clear_env),
         cmocka_unit_test_setup(test_help, clear_env),
         cmocka_unit_test_setup(test_errors, clear_env),
     };
