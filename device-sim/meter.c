@@ -1,7 +1,10 @@
 /* The firmware side of one simulated meter: see meter.h. */
 #include "device-sim/meter.h"
 
+#include "common/alloc.h"
+
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void sim_meter_init(sim_meter_t *m, const char *version, const char *hardware, bool remote_upgrade)
@@ -14,8 +17,12 @@ void sim_meter_init(sim_meter_t *m, const char *version, const char *hardware, b
 
 static void drop_offer(sim_meter_t *m)
 {
-    sim_upgrade_offer_dispose(&m->offer);
-    sim_image_check_dispose(&m->image);
+    if (m->work != NULL) {
+        sim_upgrade_offer_dispose(&m->work->offer);
+        sim_image_check_dispose(&m->work->image);
+        free(m->work);
+        m->work = NULL;
+    }
     m->attempts = 0;
     m->log_want = 0;
     m->phase = SIM_METER_IDLE;
@@ -83,13 +90,14 @@ bool sim_meter_report_answered(sim_meter_t *m, int status)
 static sim_meter_step_t finish(sim_meter_t *m, sim_meter_outcome_t outcome,
                                sim_upgrade_reason_t reason)
 {
-    memcpy(m->report_release, m->offer.release, sizeof(m->report_release));
+    const sim_upgrade_offer_t *o = &m->work->offer;
+    memcpy(m->report_release, o->release, sizeof(m->report_release));
     m->report_outcome = outcome;
     m->report_reason = reason;
     m->report_pending = true;
     /* Installed: from now on the meter runs it (and says so in every heartbeat). */
-    if (outcome == SIM_OUTCOME_INSTALLED && m->offer.parsed)
-        snprintf(m->version, sizeof(m->version), "%s", m->offer.m.version);
+    if (outcome == SIM_OUTCOME_INSTALLED && o->parsed)
+        snprintf(m->version, sizeof(m->version), "%s", o->m.version);
     drop_offer(m);
     return SIM_METER_REPORT;
 }
@@ -108,9 +116,11 @@ static sim_meter_step_t decide(sim_meter_t *m, EVP_PKEY *key, int64_t now,
     sim_upgrade_reason_t reason = SIM_UPG_OK;
     sim_meter_self_t self = {key, m->hardware, m->version, now};
 
-    switch (sim_upgrade_offer_check(&m->offer, &self, log, &reason)) {
+    sim_meter_work_t *wk = m->work;
+
+    switch (sim_upgrade_offer_check(&wk->offer, &self, log, &reason)) {
     case SIM_UPGRADE_ACCEPT:
-        if (sim_image_check_init(&m->image, m->offer.m.size, m->offer.m.sha256) != 0)
+        if (sim_image_check_init(&wk->image, wk->offer.m.size, wk->offer.m.sha256) != 0)
             return refuse(m, SIM_UPG_DOWNLOAD);
         m->phase = SIM_METER_DOWNLOAD;
         m->attempts = 0;
@@ -137,10 +147,11 @@ sim_meter_step_t sim_meter_offer(sim_meter_t *m, const json_t *upgrade, EVP_PKEY
     /* The flag is the meter's own "no": it never acts on an offer, whatever the service says. */
     if (!m->remote_upgrade || m->phase != SIM_METER_IDLE || m->report_pending)
         return SIM_METER_NOTHING;
-    if (sim_upgrade_offer_parse(upgrade, &m->offer, &reason) != 0) {
+    m->work = mh_calloc(1, sizeof(*m->work));
+    if (sim_upgrade_offer_parse(upgrade, &m->work->offer, &reason) != 0) {
         /* Reported against the release it names, when it names one. */
         const char *r = json_string_value(json_object_get(upgrade, "release"));
-        snprintf(m->offer.release, sizeof(m->offer.release), "%s", r ? r : "");
+        snprintf(m->work->offer.release, sizeof(m->work->offer.release), "%s", r ? r : "");
         return refuse(m, reason);
     }
     return decide(m, key, now, log, true);
@@ -161,13 +172,13 @@ sim_meter_step_t sim_meter_data(sim_meter_t *m, const uint8_t *buf, size_t len)
 {
     if (m->phase != SIM_METER_DOWNLOAD)
         return SIM_METER_NOTHING;
-    sim_upgrade_reason_t r = sim_image_check_feed(&m->image, buf, len);
+    sim_upgrade_reason_t r = sim_image_check_feed(&m->work->image, buf, len);
     return r == SIM_UPG_OK ? SIM_METER_NOTHING : refuse(m, r);
 }
 
 void sim_meter_restart(sim_meter_t *m)
 {
-    if (m->phase == SIM_METER_DOWNLOAD && sim_image_check_restart(&m->image) != 0)
+    if (m->phase == SIM_METER_DOWNLOAD && sim_image_check_restart(&m->work->image) != 0)
         refuse(m, SIM_UPG_DOWNLOAD);
 }
 
@@ -175,7 +186,7 @@ sim_meter_step_t sim_meter_complete(sim_meter_t *m)
 {
     if (m->phase != SIM_METER_DOWNLOAD)
         return SIM_METER_NOTHING;
-    sim_upgrade_reason_t r = sim_image_check_finish(&m->image);
+    sim_upgrade_reason_t r = sim_image_check_finish(&m->work->image);
     if (r == SIM_UPG_OK)
         return finish(m, SIM_OUTCOME_INSTALLED, SIM_UPG_OK);
     return refuse(m, r);

@@ -50,15 +50,21 @@ typedef enum sim_meter_step {
     SIM_METER_ABANDON, /* the offer is gone: back to idle, nothing to report */
 } sim_meter_step_t;
 
+/* What a meter holds while it handles an offer: allocated when it takes one, freed when it is
+ * back to idle, so that a large fleet pays for it only while it upgrades. */
+typedef struct sim_meter_work {
+    sim_upgrade_offer_t offer; /* the offer in hand */
+    sim_image_check_t image;   /* DOWNLOAD: the image so far */
+} sim_meter_work_t;
+
 typedef struct sim_meter {
     char version[MH_RELEASE_MAX_VERSION + 1]; /* running */
     char hardware[MH_RELEASE_MAX_HARDWARE + 1];
     bool remote_upgrade;
     sim_meter_phase_t phase;
-    sim_upgrade_offer_t offer; /* WAIT_LOG and DOWNLOAD: the offer in hand */
-    uint64_t log_want;         /* WAIT_LOG: the log fetch that must have run */
-    sim_image_check_t image;   /* DOWNLOAD */
-    unsigned attempts;         /* DOWNLOAD: requests that ended without the whole image */
+    sim_meter_work_t *work; /* owned; non-NULL exactly in WAIT_LOG and DOWNLOAD */
+    uint64_t log_want;      /* WAIT_LOG: the log fetch that must have run */
+    unsigned attempts;      /* DOWNLOAD: requests that ended without the whole image */
     /* The last outcome, repeated in every heartbeat until one is answered 200. */
     bool report_pending;
     char report_release[MH_RELEASE_ID_LEN + 1];
@@ -109,7 +115,7 @@ sim_meter_step_t sim_meter_complete(sim_meter_t *m);
 /* DOWNLOAD: the server sent or announced more than the manifest's size: REPORT (refused size). */
 sim_meter_step_t sim_meter_too_long(sim_meter_t *m);
 /* DOWNLOAD: a request ended without the whole image. interrupted: the meter itself cut it
- * (fault option), which does not use an attempt up. FETCH (resume from what was received), or
+ * (fault option), which does not use an attempt up. FETCH (resume from m->work->image.received), or
  * REPORT (failed download) once SIM_METER_MAX_ATTEMPTS are spent. */
 sim_meter_step_t sim_meter_attempt_failed(sim_meter_t *m, bool interrupted);
 /* DOWNLOAD or WAIT_LOG: the offer was withdrawn (403/404 to the download): ABANDON. */

@@ -115,10 +115,10 @@ typedef struct sim_device {
     bool settled;                           /* expected meter: an outcome was acknowledged */
     struct evhttp_connection *dl_evcon;
     sim_conn_tls_t dl_tls;
-    sim_download_t dl;
-    bool dl_ended;     /* the request ended: dl.result waits for device_wake */
-    uint64_t dl_at_ms; /* DOWNLOAD: no request before this */
-    bool dl_drop_used; /* --download-drop-after cut its one download */
+    sim_download_t *dl; /* owned; allocated by the first download request */
+    bool dl_ended;      /* the request ended: dl->result waits for device_wake */
+    uint64_t dl_at_ms;  /* DOWNLOAD: no request before this */
+    bool dl_drop_used;  /* --download-drop-after cut its one download */
 } sim_device_t;
 
 struct sim_worker {
@@ -559,8 +559,8 @@ static void drop_dl_connection(sim_device_t *d)
     struct evhttp_connection *evcon = d->dl_evcon;
     d->dl_evcon = NULL;
     /* Freeing it frees a pending request without a callback. */
-    if (d->dl.in_flight)
-        sim_download_forget(&d->dl);
+    if (d->dl != NULL && d->dl->in_flight)
+        sim_download_forget(d->dl);
     sim_conn_free(evcon);
 }
 
@@ -650,7 +650,7 @@ static void dl_restart(void *arg)
 static void dl_done(void *arg, const sim_dl_result_t *r)
 {
     sim_device_t *d = arg;
-    (void)r; /* it is d->dl.result, read in device_wake */
+    (void)r; /* it is d->dl->result, read in device_wake */
     d->dl_ended = true;
     schedule(d, 0);
 }
@@ -668,7 +668,8 @@ static void start_download(sim_device_t *d, uint64_t now)
 
     /* The meter's own discipline, checked where the request would leave: never without its
      * flag on and an offer it accepted. Not reachable; counted, so the run would fail. */
-    if (!m->remote_upgrade || m->phase != SIM_METER_DOWNLOAD || !m->offer.parsed) {
+    if (!m->remote_upgrade || m->phase != SIM_METER_DOWNLOAD || m->work == NULL ||
+        !m->work->offer.parsed) {
         pthread_mutex_lock(&w->lock);
         w->stats.upg.download_unasked++;
         pthread_mutex_unlock(&w->lock);
@@ -678,16 +679,18 @@ static void start_download(sim_device_t *d, uint64_t now)
         return;
     }
     drop_dl_connection(d);
-    int64_t offset = m->image.received, size = m->offer.m.size;
+    int64_t offset = m->work->image.received, size = m->work->offer.m.size;
     if (o->download_drop_after > 0 && !d->dl_drop_used &&
         (uint64_t)(size - offset) > o->download_drop_after) {
         drop = o->download_drop_after;
         d->dl_drop_used = true;
     }
-    snprintf(path, sizeof(path), "/firmware/%s", m->offer.release);
+    snprintf(path, sizeof(path), "/firmware/%s", m->work->offer.release);
+    if (d->dl == NULL)
+        d->dl = mh_calloc(1, sizeof(*d->dl));
     d->dl_ended = false;
     d->dl_evcon = sim_conn_new(w->base, w->ssl_ctx, w->run, d->fd, &d->dl_tls, o->timeout_s);
-    if (d->dl_evcon == NULL || sim_download_start(&d->dl, d->dl_evcon, w->run->host_header, path,
+    if (d->dl_evcon == NULL || sim_download_start(d->dl, d->dl_evcon, w->run->host_header, path,
                                                   offset, size, drop, &dl_cbs, d) != 0) {
         drop_dl_connection(d);
         on_step(d, sim_meter_attempt_failed(m, false), now);
@@ -702,11 +705,11 @@ static void start_download(sim_device_t *d, uint64_t now)
     pthread_mutex_unlock(&w->lock);
 }
 
-/* A download request ended (its result in d->dl.result). */
+/* A download request ended (its result in d->dl->result). */
 static void download_ended(sim_device_t *d, uint64_t now)
 {
     sim_worker_t *w = d->w;
-    const sim_dl_result_t *r = &d->dl.result;
+    const sim_dl_result_t *r = &d->dl->result;
     sim_meter_t *m = &d->meter;
     sim_meter_step_t step;
 
@@ -726,7 +729,7 @@ static void download_ended(sim_device_t *d, uint64_t now)
     }
     pthread_mutex_unlock(&w->lock);
     if (m->phase != SIM_METER_DOWNLOAD)
-        return; /* refused while it came (too long) */
+        goto out; /* refused while it came (too long) */
     if (r->too_long)
         step = sim_meter_too_long(m);
     else if (r->interrupted)
@@ -737,10 +740,16 @@ static void download_ended(sim_device_t *d, uint64_t now)
         step = sim_meter_abandon(m); /* not_offered: withdrawn, paused, consent gone */
     else {
         mh_log(MH_LOG_DEBUG, "device %s: download of %s: status %d %s, %s", d->fd->id,
-               m->offer.release, r->status, r->code, r->short_close ? "cut short" : "no image");
+               m->work->offer.release, r->status, r->code,
+               r->short_close ? "cut short" : "no image");
         step = sim_meter_attempt_failed(m, false);
     }
     on_step(d, step, now);
+out:
+    if (m->phase != SIM_METER_DOWNLOAD) {
+        free(d->dl);
+        d->dl = NULL;
+    }
 }
 
 /* A heartbeat's answer (status > 0): settles the report it carried; the offer of a 2xx answer
@@ -832,7 +841,7 @@ static void upgrade_wake(sim_device_t *d, uint64_t now)
         pthread_rwlock_unlock(&u->log_lock);
         on_step(d, step, now);
     }
-    if (d->meter.phase == SIM_METER_DOWNLOAD && !d->dl.in_flight && !d->dl_ended &&
+    if (d->meter.phase == SIM_METER_DOWNLOAD && !(d->dl && d->dl->in_flight) && !d->dl_ended &&
         now >= d->dl_at_ms)
         start_download(d, now);
 }
@@ -842,7 +851,7 @@ static uint64_t upgrade_due(const sim_device_t *d)
 {
     if (d->meter.phase == SIM_METER_WAIT_LOG)
         return now_ms(d->w) + SIM_LOG_POLL_MS;
-    if (d->meter.phase == SIM_METER_DOWNLOAD && !d->dl.in_flight && !d->dl_ended)
+    if (d->meter.phase == SIM_METER_DOWNLOAD && !(d->dl && d->dl->in_flight) && !d->dl_ended)
         return d->dl_at_ms;
     return UINT64_MAX;
 }
@@ -1326,6 +1335,7 @@ void sim_worker_free(sim_worker_t *w)
         SSL_SESSION_free(d->dl_tls.session);
         sim_meter_dispose(&d->meter);
         json_decref(d->offer);
+        free(d->dl);
         for (size_t s = 0; s < d->nsensors && d->sensors != NULL; s++)
             sim_buffer_dispose(&d->sensors[s].buf);
         free(d->sensors);

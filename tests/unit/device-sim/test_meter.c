@@ -149,16 +149,17 @@ static void test_install(void **ts)
     assert_int_equal(sim_meter_data(&m, s->f.image, 1000), SIM_METER_NOTHING);
     assert_int_equal(sim_meter_attempt_failed(&m, true), SIM_METER_FETCH);
     assert_int_equal(m.attempts, 0);
-    assert_int_equal(m.image.received, 1000);
+    assert_int_equal(m.work->image.received, 1000);
     /* A network failure: an attempt used, the bytes kept. */
     assert_int_equal(sim_meter_data(&m, s->f.image + 1000, 1000), SIM_METER_NOTHING);
     assert_int_equal(sim_meter_attempt_failed(&m, false), SIM_METER_FETCH);
     assert_int_equal(m.attempts, 1);
-    assert_int_equal(m.image.received, 2000);
+    assert_int_equal(m.work->image.received, 2000);
     assert_int_equal(sim_meter_data(&m, s->f.image + 2000, FX_IMAGE_SIZE - 2000),
                      SIM_METER_NOTHING);
     assert_int_equal(sim_meter_complete(&m), SIM_METER_REPORT);
     assert_int_equal(m.phase, SIM_METER_IDLE);
+    assert_null(m.work); /* an idle meter holds nothing of an offer */
     assert_int_equal(m.report_outcome, SIM_OUTCOME_INSTALLED);
     assert_string_equal(m.report_release, s->f.r[R_GOOD].id);
     /* It runs the new version, and says so. */
