@@ -3,13 +3,14 @@
 
 /*
  * The careful meter's copy of the public release log (docs/upgrade.md "The release log"), as
- * meterhub-api publishes it at GET /v1/firmware. The meter keeps only what it checks offers
- * against: each entry's seq, prev, hash, manifest digest and signature, and only as far as
- * the chain verifies: an entry is kept when its hash recomputes from its own fields
- * (mh_release_log_hash), its manifest hashes to its manifest_sha256, its seq follows the last
- * kept entry's and its prev is that entry's hash (64 '0's for seq 1). The first entry that
- * fails breaks the chain: it and everything after it are dropped for good (the log is
- * append-only: a later page cannot mend an earlier break).
+ * meterhub-api publishes it at GET /v1/firmware. The meter keeps only what the chain commits
+ * to and what it checks offers against: each entry's seq, prev, hash, manifest digest and
+ * signature, and only as far as the chain verifies: an entry is kept when its hash recomputes
+ * from those fields (mh_release_log_hash), its seq follows the last kept entry's and its prev
+ * is that entry's hash (64 '0's for seq 1). The manifest shown with an entry is not kept:
+ * offers are held to the digest. The first entry that fails breaks the chain: it and
+ * everything after it are dropped for good (the log is append-only: a later page cannot mend
+ * an earlier break).
  *
  * Pure: parsing JSON already read (sim_release_fetch.h does the I/O). Not thread-safe by
  * itself: meterhub-sim guards the shared copy with a lock (sim_internal.h).
@@ -24,7 +25,7 @@
 
 typedef struct sim_log_entry {
     int64_t seq;
-    char release[MH_RELEASE_ID_LEN + 1];
+    char release[MH_RELEASE_ID_LEN + 1]; /* the digest's first 32 hex */
     char prev[MH_RELEASE_HASH_HEX + 1];
     char hash[MH_RELEASE_HASH_HEX + 1];
     char manifest_sha256[MH_RELEASE_HASH_HEX + 1];

@@ -438,10 +438,9 @@ static void test_log_breaks(void **ts)
     } cases[] = {
         {"log.hash", "0000000000000000000000000000000000000000000000000000000000000000"},
         {"manifest_sha256", "1111111111111111111111111111111111111111111111111111111111111111"},
-        {"release", "00000000000000000000000000000000"},
         {"signature", "AAAA"},
-        {"manifest", "bm90IHRoZSBtYW5pZmVzdAo="},
         {"log.prev", "ABCDEF"},
+        {"log.seq", "2"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         sim_release_log_t log;
@@ -459,6 +458,28 @@ static void test_log_breaks(void **ts)
         assert_int_equal(sim_release_log_head(&log), 1);
         json_decref(page);
         sim_release_log_dispose(&log);
+    }
+    /* What is shown next to the chain is not part of it: another manifest or release id
+     * shown for entry 2 does not break the copy, whose entry keeps the logged digest, and the
+     * offer of the logged manifest still finds its entry. */
+    {
+        sim_release_log_t shown;
+        sim_upgrade_reason_t reason;
+        sim_release_log_init(&shown);
+        json_t *page = fx_page(&s->f, 0, 3, -1);
+        json_t *e = json_array_get(json_object_get(page, "releases"), 1);
+        json_object_set_new(e, "manifest", json_string("bm90IHRoZSBtYW5pZmVzdAo="));
+        json_object_set_new(e, "release", json_string("00000000000000000000000000000000"));
+        assert_int_equal(sim_release_log_add_page(&shown, page, &next, err, sizeof(err)), 3);
+        json_decref(page);
+        assert_false(shown.broken);
+        assert_string_equal(sim_release_log_find(&shown, 2)->manifest_sha256,
+                            s->f.r[1].manifest_sha256);
+        assert_string_equal(sim_release_log_find(&shown, 2)->release, s->f.r[1].id);
+        assert_int_equal(
+            check_json(s, fx_offer(&s->f, R_GOOD), "2.0.0", FX_NOW, &shown, &reason, NULL),
+            SIM_UPGRADE_ACCEPT);
+        sim_release_log_dispose(&shown);
     }
     /* A gap: entry 2 missing. */
     sim_release_log_t log;
