@@ -16,6 +16,8 @@
 #define SIM_DL_ERROR_BODY_MAX 65536
 /* Bytes handed on per call. */
 #define SIM_DL_SLICE 16384
+/* Longest Retry-After honoured, as for batches. */
+#define SIM_DL_RETRY_AFTER_MAX_S 3600
 
 static void finish(sim_download_t *dl)
 {
@@ -171,8 +173,16 @@ static void on_done(struct evhttp_request *req, void *arg)
             dl->result.complete = false;
             dl->result.short_close = true;
         }
-    } else if (dl->errlen > 0) {
-        o = json_loadb(dl->errbody, dl->errlen, 0, NULL);
+    } else {
+        const char *ra = evhttp_find_header(evhttp_request_get_input_headers(req), "Retry-After");
+        int64_t s = 0;
+        /* An HTTP date or garbage: come back later all the same. */
+        if (ra != NULL)
+            dl->result.retry_after_s = !parse_count(ra, &s)           ? 1
+                                       : s > SIM_DL_RETRY_AFTER_MAX_S ? SIM_DL_RETRY_AFTER_MAX_S
+                                                                      : (uint32_t)s;
+        if (dl->errlen > 0)
+            o = json_loadb(dl->errbody, dl->errlen, 0, NULL);
     }
     const char *code = json_string_value(json_object_get(o, "error"));
     snprintf(dl->result.code, sizeof(dl->result.code), "%s", code ? code : "-");

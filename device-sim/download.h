@@ -33,6 +33,7 @@ typedef struct sim_dl_result {
     bool error_set;
     enum evhttp_request_error error;
     char code[SIM_ERROR_CODE_MAX]; /* "error" of a refusal's JSON body, "-" if none */
+    uint32_t retry_after_s;        /* a refusal's Retry-After (capped at an hour); 0: none */
 } sim_dl_result_t;
 
 typedef struct sim_download_cbs {

@@ -745,6 +745,10 @@ static void download_ended(sim_device_t *d, uint64_t now)
         step = sim_meter_attempt_failed(m, false);
     }
     on_step(d, step, now);
+    /* A refusal that says when to come back (503 image_unavailable) is honoured. */
+    if (step == SIM_METER_FETCH && r->retry_after_s > 0 &&
+        d->dl_at_ms < now + (uint64_t)r->retry_after_s * 1000u)
+        d->dl_at_ms = now + (uint64_t)r->retry_after_s * 1000u;
 out:
     if (m->phase != SIM_METER_DOWNLOAD) {
         free(d->dl);

@@ -1,0 +1,145 @@
+# shellcheck shell=bash
+# The T_UPG_* variables set here are this library's interface to the test scripts:
+# shellcheck disable=SC2034
+#
+# tests/lib/sim_upgrade_helpers.sh: firmware campaigns with meterhub-sim against the real
+# stack (ingest serving offers and images, meterhub-api serving consent and the public log).
+# Source it after testlib.sh and release_helpers.sh, then, after t_init:
+#
+#     t_upg_start                       # ingest (with the image store), writer, api
+#     t_upg_consent "$id" auto          # the owner's consent, as the owner sets it
+#     src="$(t_upg_log_source)"         # where the meters read the public log
+#     t_upg_sim "$fleet" NAME --expect-consent FILE ...   # sets T_UPG_RC; NAME.out, NAME.json
+#
+# meterhub-api serves consent (PUT /v1/devices/{id}/upgrades) and the public log
+# (GET /v1/firmware) once its firmware routes are built in. Until then (T_UPG_API=0) consent is
+# set in PostgreSQL, as the API would, and the log is a saved answer of the documented shape
+# made from release_log in PostgreSQL: the meters check it the same way.
+
+T_UPG_API=0
+T_UPG_ACCOUNT=${T_UPG_ACCOUNT:-sim}
+
+# t_upg_start: ingest with the image store, the writer and meterhub-api; T_UPG_API says
+# whether the API serves the firmware routes (then a manage token of $T_UPG_ACCOUNT is in
+# T_UPG_TOKEN).
+t_upg_start() {
+    t_release_env
+    mkdir -p "$T_FIRMWARE_STORE"
+    T_INGEST_EXTRA="firmware_store = $T_FIRMWARE_STORE" t_start_ingest
+    t_start_writer
+    t_start_api
+    if [[ "$(t_api GET /v1/firmware)" == 200 ]] && jq -e '.releases' "$T_BODY" >/dev/null; then
+        T_UPG_API=1
+        t_api_account "$T_UPG_ACCOUNT"
+        T_UPG_TOKEN="$(t_api_token "$T_UPG_ACCOUNT" manage)"
+    else
+        _t_log "meterhub-api has no GET /v1/firmware: consent in SQL, the log from PostgreSQL"
+    fi
+}
+
+# t_upg_fleet DIR COUNT: COUNT devices of $T_UPG_ACCOUNT (1 sensor each) into DIR, their
+# meterhub-admin lines in DIR/fleet.json; prints nothing.
+t_upg_fleet() {
+    mkdir -p "$1"
+    t_admin device add --account "$T_UPG_ACCOUNT" --sensors 1 --count "$2" --out "$1" \
+        >"$1/fleet.json"
+    t_sync_directory
+}
+
+# t_upg_consent DEVICE_ID off|ask|auto: the owner's consent.
+t_upg_consent() {
+    if ((T_UPG_API)); then
+        local code
+        code="$(t_api PUT "/v1/devices/$1/upgrades" "$T_UPG_TOKEN" \
+            -H 'Content-Type: application/json' --data-binary "{\"consent\":\"$2\"}")"
+        [[ "$code" == 200 ]] || {
+            printf 'sim_upgrade_helpers: PUT consent answered %s: %s\n' "$code" "$(cat "$T_BODY")" >&2
+            return 1
+        }
+    else
+        t_psql "UPDATE devices SET upgrade_consent = '$2' WHERE id = '$1'" >/dev/null
+    fi
+}
+
+# t_upg_approve DEVICE_ID RELEASE: the owner approves a release (consent ask).
+t_upg_approve() {
+    if ((T_UPG_API)); then
+        local code
+        code="$(t_api POST "/v1/devices/$1/upgrades/$2/approve" "$T_UPG_TOKEN")"
+        [[ "$code" == 200 ]] || {
+            printf 'sim_upgrade_helpers: approve answered %s: %s\n' "$code" "$(cat "$T_BODY")" >&2
+            return 1
+        }
+    else
+        t_psql "INSERT INTO upgrade_approvals (did, release_id, account_id)
+                SELECT did, '$2', account_id FROM devices WHERE id = '$1'" >/dev/null
+    fi
+}
+
+# t_upg_log_source: what --release-log gets: the API's URL, or a saved answer written now from
+# PostgreSQL (call it again after publishing). Prints it.
+t_upg_log_source() {
+    if ((T_UPG_API)); then
+        printf 'https://127.0.0.1:%s/v1/firmware\n' "$T_API_PORT"
+        return
+    fi
+    local out="$T_WORK/firmware-log.json"
+    # The shape of GET /v1/firmware (docs/api.md), one page; base64 without PostgreSQL's line
+    # breaks.
+    t_psql "
+      SELECT json_build_object(
+        'releases', coalesce(json_agg(json_build_object(
+            'release', r.id, 'version', r.version, 'hardware', r.hardware, 'size', r.size,
+            'image_sha256', r.image_sha256, 'manifest_sha256', l.manifest_sha256,
+            'manifest', translate(encode(r.manifest, 'base64'), E'\\n', ''),
+            'signature', translate(encode(l.signature, 'base64'), E'\\n', ''),
+            'key_id', r.key_id, 'key_fingerprint', k.fingerprint,
+            'issued', extract(epoch FROM r.issued_at)::bigint,
+            'expires', extract(epoch FROM r.expires_at)::bigint, 'notes', r.notes,
+            'published_at', to_char(l.published_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+            'log', json_build_object('seq', l.seq, 'prev', l.prev_hash, 'hash', l.entry_hash))
+          ORDER BY l.seq), '[]'::json),
+        'log_head', (SELECT json_build_object('seq', seq, 'hash', entry_hash) FROM release_log
+                     ORDER BY seq DESC LIMIT 1),
+        'next_after', NULL)
+      FROM release_log l JOIN releases r ON r.id = l.release_id
+      JOIN release_keys k ON k.key_id = r.key_id" >"$out"
+    printf '%s\n' "$out"
+}
+
+# t_upg_sim FLEET_DIR NAME [ARGS...]: meterhub-sim's upgrade scenario against this test's ingest
+# with the pinned key $T_RELEASE_KEYS and the public log of t_upg_log_source, meters running
+# 2.0.0, a heartbeat a second, bounded to 60 s; ARGS add or override. Sets T_UPG_RC; output in
+# $T_WORK/NAME.out and NAME.json.
+t_upg_sim() {
+    local fleet=$1 name=$2 src
+    shift 2
+    src="$(t_upg_log_source)"
+    T_UPG_RC=0
+    "$MH_BIN/meterhub-sim" --fleet "$fleet" --target "https://127.0.0.1:$T_INGEST_PORT" \
+        --ca "$T_PKI/ca.crt" --pg "$T_PG_URI" --scenario upgrade --release-key "$T_RELEASE_KEYS" \
+        --release-log "$src" --firmware-version 2.0.0 --heartbeat-every 1 --post-every 5 \
+        --duration 60 --threads 1 --quiet --json "$T_WORK/$name.json" "$@" \
+        >"$T_WORK/$name.out" 2>&1 || T_UPG_RC=$?
+}
+
+# t_upg_show NAME: the end of a run's output, as test comments.
+t_upg_show() {
+    sed 's/^/#   /' "$T_WORK/$1.out" | tail -n 30
+}
+
+# t_upg_flag DEVICE_ID FRACTION: succeeds when the meter has remote_upgrade on at FRACTION
+# (the formula of docs/upgrade.md "The careful meter").
+t_upg_flag() {
+    local b threshold
+    b=$((0x$(printf 'remote_upgrade:%s' "$1" | sha256sum | cut -c1-8) % 10000))
+    threshold="$(awk -v f="$2" 'BEGIN { printf "%d", f * 10000 + 0.5 }')"
+    ((b < threshold))
+}
+
+# t_upg_offer_state DEVICE_ID RELEASE: "state reason" of the device's offer of RELEASE in
+# upgrade_offers (empty: none).
+t_upg_offer_state() {
+    t_psql "SELECT o.state || ' ' || coalesce(o.reason, '-') FROM upgrade_offers o
+            JOIN devices d ON d.did = o.did WHERE d.id = '$1' AND o.release_id = '$2'"
+}
