@@ -7,7 +7,8 @@
 # image, a manifest tampered after signing, an unknown key, an older version, an expired
 # manifest, other hardware, a release missing from the log) plus the downloads that must still
 # succeed: resumed with Range after the meter or the network cut them, restarted when the
-# server ignores Range, and an offer whose log entry only a refetch of the log shows.
+# server ignores Range, cut after the last byte, and an offer whose log entry only a refetch of
+# the log shows.
 # Releases are signed by meterhub-release; nothing here needs ingest.
 #
 # Each case runs the upgrade scenario on a small fleet until every meter with its flag on has
@@ -191,6 +192,15 @@ t_eq "norange: exit 0" 0 "$RC"
 ((RC == 0)) || show norange
 t_eq "norange: both installed" 2 "$(jnum norange .upgrade.installed)"
 t_eq "norange: both asked for a range" 2 "$(jnum norange .upgrade.downloads.resumed)"
+
+# A chunked body cut after its last image byte: nothing is left to ask for; the image checks.
+fake unterminated chunked-unterminated "$good"
+sim unterminated
+stop_fake
+t_eq "unterminated: exit 0" 0 "$RC"
+((RC == 0)) || show unterminated
+t_eq "unterminated: both installed" 2 "$(jnum unterminated .upgrade.installed)"
+t_eq "unterminated: no second request" 2 "$(jnum unterminated .upgrade.downloads.requests)"
 
 # An offer whose log entry the meters' copy does not have yet: they fetch the log again.
 fake late honest "$good" "$good" '{"late": true}'

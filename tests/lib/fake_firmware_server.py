@@ -21,7 +21,8 @@ CONFIG: {"port", "cert", "key", "client_ca", "records",
          "offer": INDEX, "unlogged": BOOL (the offered release is not in GET /v1/firmware),
          "late": BOOL (it appears there only from the second GET on),
          "mode": "honest" | "longer" | "chunked-endless" | "close-endless" | "ignore-range"
-                 | "short" | "drop-once" (cut the first download after "drop_after" bytes)}
+                 | "short" | "chunked-unterminated" (the image, then no last chunk)
+                 | "drop-once" (cut the first download after "drop_after" bytes)}
 """
 
 import base64
@@ -176,6 +177,15 @@ class Handler(BaseHTTPRequestHandler):
                     sent += len(block)
             except OSError:
                 pass
+            self.close_connection = True
+            return
+        if mode == "chunked-unterminated":
+            # The whole image, chunked, then the connection goes before the last chunk.
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"%x\r\n" % len(image) + image + b"\r\n")
+            self.wfile.flush()
             self.close_connection = True
             return
         if mode == "close-endless":
