@@ -299,7 +299,7 @@ t_eq "  what the meter is given: the manifest, signature and log entry of publis
 t_eq "  the digest of the public log" "$(jq -r '.releases[1].image_sha256' "$T_WORK/firmware.json")" \
     "$(field .offer.image_sha256)"
 t_eq "  in the history" "$R2 offered" "$(field '.history[] | "\(.release) \(.state)"')"
-t_eq "download to the end" ok "$(t_psql "SELECT status FROM upg_download($Adid, '$R2', true)")"
+t_eq "download to the end" ok "$(t_psql "SELECT status FROM upg_download($Adid, '$R2', 0, NULL)")"
 t_eq "  the offer shows downloaded" "downloaded true" \
     "$(t_api GET "/v1/devices/$A/upgrades" "$alice_read" >/dev/null
        field '"\(.offer.state) \(.offer.downloaded_at != null)"')"
