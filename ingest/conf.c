@@ -17,6 +17,8 @@ static const mh_cfg_key_t ingest_keys[] = {
     IKEY(client_ca, MH_CFG_STR, NULL, 0, 0, "CA bundle for device certificates (required)"),
     IKEY(directory_refresh_ms, MH_CFG_INT, "1000", 100, 5000,
          "how often to poll PostgreSQL for device changes (revocations)"),
+    IKEY(firmware_store, MH_CFG_STR, "", 0, 0,
+         "firmware image store written by meterhub-release publish; empty: offer no firmware"),
     IKEY(idle_timeout_s, MH_CFG_INT, "60", 1, 3600, "keep-alive idle and request timeout"),
     IKEY(listen_addr, MH_CFG_STR, "127.0.0.1", 0, 0, "address for devices"),
     IKEY(listen_port, MH_CFG_INT, "8443", 1, 65535, "port for devices"),
@@ -37,6 +39,8 @@ static const mh_cfg_key_t ingest_keys[] = {
     IKEY(rate_per_s, MH_CFG_INT, "20", 1, 1000000, "per-device sustained requests per second"),
     IKEY(tls_cert, MH_CFG_STR, NULL, 0, 0, "server certificate chain (PEM, required)"),
     IKEY(tls_key, MH_CFG_STR, NULL, 0, 0, "server private key (PEM, required)"),
+    IKEY(upgrade_timeout_ms, MH_CFG_INT, "2000", 100, 30000,
+         "longest wait for PostgreSQL on a firmware offer or download check"),
     IKEY(workers, MH_CFG_INT, "0", 0, 256, "worker threads; 0 = one per core"),
 };
 

@@ -15,6 +15,7 @@
 #include <event2/http.h>
 #include <event2/listener.h>
 #include <hiredis/async.h>
+#include <jansson.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -23,6 +24,7 @@
 
 #include "batch.h"
 #include "common/config.h"
+#include "common/pgasync.h"
 #include "common/queue.h"
 #include "directory.h"
 #include "ratelimit.h"
@@ -47,6 +49,8 @@ typedef struct ing_conf {
     long max_inflight;
     long directory_refresh_ms;
     char *log_level;
+    char *firmware_store; /* content-addressed image store; empty: offer no firmware */
+    long upgrade_timeout_ms;
 } ing_conf_t;
 
 typedef struct ing_pg_conf {
@@ -67,6 +71,7 @@ int ing_settings_validate(const ing_settings_t *s, char *err, size_t errlen);
 /* HTTP statuses counted in metrics; anything else counts as "other". */
 enum {
     ING_ST_200,
+    ING_ST_206,
     ING_ST_400,
     ING_ST_403,
     ING_ST_404,
@@ -74,6 +79,7 @@ enum {
     ING_ST_409,
     ING_ST_413,
     ING_ST_415,
+    ING_ST_416,
     ING_ST_429,
     ING_ST_500,
     ING_ST_503,
@@ -96,6 +102,12 @@ typedef struct ing_metrics {
     atomic_uint_fast64_t redis_lat_bucket[ING_LAT_BUCKETS];
     atomic_uint_fast64_t redis_lat_sum_us;
     atomic_uint_fast64_t redis_lat_count;
+    atomic_uint_fast64_t firmware_offers;     /* heartbeat answers carrying an offer */
+    atomic_uint_fast64_t firmware_reports;    /* outcome reports recorded */
+    atomic_uint_fast64_t firmware_downloads;  /* 200/206 image responses */
+    atomic_uint_fast64_t firmware_bytes;      /* image bytes in those responses */
+    atomic_uint_fast64_t firmware_refused;    /* downloads refused: not offered */
+    atomic_uint_fast64_t upgrade_pg_failures; /* offer or download checks PostgreSQL missed */
 } ing_metrics_t;
 
 typedef struct ing_server ing_server_t;
@@ -156,6 +168,7 @@ struct ing_worker {
     struct event *stop_ev;
     ing_directory_t *dir; /* owned reference */
     ing_redis_t redis;
+    mh_pgasync_t *pg;    /* offers and downloads (owned); NULL when firmware is off */
     ing_conn_t conns;    /* list head (sentinel) */
     ing_parked_t parked; /* list head (sentinel) */
     ing_metrics_t metrics;
@@ -192,6 +205,41 @@ void ing_server_notify_workers(ing_server_t *srv);
 
 /* routes.c: the evhttp callback of every worker (arg: ing_worker_t). */
 void ing_routes_handle(struct evhttp_request *req, void *arg);
+/* Answers req with body (takes ownership) and counts the status. */
+void ing_send_json(ing_worker_t *w, struct evhttp_request *req, int status, json_t *body);
+/* Answers req with meterhub's JSON error ({"error", "message", "field"?, "retry_after"?}). */
+void ing_send_error(ing_worker_t *w, struct evhttp_request *req, int status, const char *code,
+                    const char *field, const char *message, int retry_after);
+/* The active device of req's client certificate (borrowed from the worker's snapshot), or
+ * NULL after answering req (refused, or parked until the next directory refresh). */
+const ing_device_t *ing_authenticate(ing_worker_t *w, struct evhttp_request *req);
+/* True after answering 429 when d is over its rate. */
+bool ing_rate_limited(ing_worker_t *w, struct evhttp_request *req, const ing_device_t *d);
+
+/* A heartbeat as validated by routes.c, copied so it outlives the request's parsing. */
+typedef struct ing_heartbeat {
+    uint64_t did;
+    char device_id[MH_ID_LEN + 1];
+    char firmware_version[65];
+    bool remote_upgrade;
+    int64_t ts; /* ingest's clock at receipt */
+    bool has_report;
+    char report_release[MH_ID_LEN + 1];
+    const char *report_outcome; /* static string: installed, failed or refused */
+    char report_reason[201];    /* empty: none */
+} ing_heartbeat_t;
+
+/* Queues hb for the writer and answers req with the server time and upgrade (takes
+ * ownership; NULL: no offer). */
+void ing_queue_heartbeat(ing_worker_t *w, struct evhttp_request *req, const ing_heartbeat_t *hb,
+                         json_t *upgrade);
+
+/* upgrade.c: firmware offers and downloads (docs/upgrade.md). Worker thread. */
+/* Decides the heartbeat's offer (and records its report) with PostgreSQL, then queues it. */
+void ing_upgrade_heartbeat(ing_worker_t *w, struct evhttp_request *req, const ing_heartbeat_t *hb);
+/* GET /firmware/<id>. */
+void ing_upgrade_download(ing_worker_t *w, struct evhttp_request *req, const char *id,
+                          size_t idlen);
 /* Handles again every request parked for a directory refresh. Worker thread. */
 void ing_routes_unpark_all(ing_worker_t *w);
 int ing_metrics_status_index(int status);

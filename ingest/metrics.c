@@ -11,8 +11,8 @@
 static const uint64_t lat_bounds_us[ING_LAT_BUCKETS] = {
     100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000};
 
-static const int status_codes[ING_NSTATUS] = {200, 400, 403, 404, 405, 409,
-                                              413, 415, 429, 500, 503, 0};
+static const int status_codes[ING_NSTATUS] = {200, 206, 400, 403, 404, 405, 409,
+                                              413, 415, 416, 429, 500, 503, 0};
 
 void ing_metrics_observe_redis(ing_metrics_t *m, uint64_t usec)
 {
@@ -83,6 +83,18 @@ void ing_metrics_render(struct evbuffer *out, void *arg)
           (long long)METRIC(connections_open));
     counter(out, "meterhub_ingest_redis_errors_total", "Redis timeouts, disconnects and errors.",
             METRIC(redis_errors));
+    counter(out, "meterhub_ingest_firmware_offers_total", "Heartbeat answers carrying an offer.",
+            METRIC(firmware_offers));
+    counter(out, "meterhub_ingest_firmware_reports_total", "Upgrade outcome reports recorded.",
+            METRIC(firmware_reports));
+    counter(out, "meterhub_ingest_firmware_downloads_total", "Image responses (200 and 206).",
+            METRIC(firmware_downloads));
+    counter(out, "meterhub_ingest_firmware_bytes_total", "Image bytes in those responses.",
+            METRIC(firmware_bytes));
+    counter(out, "meterhub_ingest_firmware_refused_total",
+            "Downloads refused: the device holds no open offer (403).", METRIC(firmware_refused));
+    counter(out, "meterhub_ingest_upgrade_pg_failures_total",
+            "Offer and download checks PostgreSQL could not answer.", METRIC(upgrade_pg_failures));
 
     evbuffer_add_printf(out, "# HELP meterhub_ingest_tls_handshake_failures_total TLS alerts "
                              "sent, by reason.\n"

@@ -2,7 +2,7 @@
  * The device-facing routes:
  *   POST /sensor/<sensor-id>   a batch of readings (Flukso JSON or protobuf ReadingBatch)
  *   POST /device/<device-id>   heartbeat
- *   GET  /firmware/<id>        firmware download (no release is ever offered yet: 404)
+ *   GET  /firmware/<id>        firmware download (upgrade.c)
  * Every refusal is a JSON body {"error", "message", "field"?} with a 4xx/5xx status.
  */
 #include "ingest_internal.h"
@@ -31,6 +31,7 @@ typedef struct ing_pending {
     long shard;
     size_t nreadings;
     bool heartbeat;
+    json_t *upgrade; /* heartbeats: the offer to answer with (owned), or NULL */
 } ing_pending_t;
 
 int ing_metrics_status_index(int status)
@@ -38,6 +39,8 @@ int ing_metrics_status_index(int status)
     switch (status) {
     case 200:
         return ING_ST_200;
+    case 206:
+        return ING_ST_206;
     case 400:
         return ING_ST_400;
     case 403:
@@ -52,6 +55,8 @@ int ing_metrics_status_index(int status)
         return ING_ST_413;
     case 415:
         return ING_ST_415;
+    case 416:
+        return ING_ST_416;
     case 429:
         return ING_ST_429;
     case 500:
@@ -63,7 +68,7 @@ int ing_metrics_status_index(int status)
     }
 }
 
-static void send_json(ing_worker_t *w, struct evhttp_request *req, int status, json_t *body)
+void ing_send_json(ing_worker_t *w, struct evhttp_request *req, int status, json_t *body)
 {
     struct evkeyvalq *hdr = evhttp_request_get_output_headers(req);
     struct evbuffer *out = evhttp_request_get_output_buffer(req);
@@ -80,8 +85,8 @@ static void send_json(ing_worker_t *w, struct evhttp_request *req, int status, j
     evhttp_send_reply(req, status, NULL, NULL);
 }
 
-static void send_error(ing_worker_t *w, struct evhttp_request *req, int status, const char *code,
-                       const char *field, const char *message, int retry_after)
+void ing_send_error(ing_worker_t *w, struct evhttp_request *req, int status, const char *code,
+                    const char *field, const char *message, int retry_after)
 {
     json_t *body = json_pack("{s:s, s:s}", "error", code, "message", message);
     if (body == NULL)
@@ -94,13 +99,13 @@ static void send_error(ing_worker_t *w, struct evhttp_request *req, int status, 
         evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", v);
         json_object_set_new(body, "retry_after", json_integer(retry_after));
     }
-    send_json(w, req, status, body);
+    ing_send_json(w, req, status, body);
 }
 
 static void send_batch_error(ing_worker_t *w, struct evhttp_request *req,
                              const ing_batch_error_t *err)
 {
-    send_error(w, req, err->status, err->code, err->field, err->message, 0);
+    ing_send_error(w, req, err->status, err->code, err->field, err->message, 0);
 }
 
 static void close_after_reply(struct evhttp_request *req)
@@ -172,7 +177,7 @@ void ing_routes_unpark_all(ing_worker_t *w)
  * Maps the connection's verified client certificate to an active device. The answer is
  * cached on the connection for as long as the worker's snapshot does not change.
  */
-static const ing_device_t *authenticate(ing_worker_t *w, struct evhttp_request *req)
+const ing_device_t *ing_authenticate(ing_worker_t *w, struct evhttp_request *req)
 {
     char peer[80];
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
@@ -181,12 +186,12 @@ static const ing_device_t *authenticate(ing_worker_t *w, struct evhttp_request *
     ing_conn_t *c = ing_conn_of(req);
 
     if (ssl == NULL) {
-        send_error(w, req, 403, "no_certificate", NULL, "a client certificate is required", 0);
+        ing_send_error(w, req, 403, "no_certificate", NULL, "a client certificate is required", 0);
         return NULL;
     }
     if (w->dir == NULL) {
-        send_error(w, req, 503, "starting", NULL, "the device directory is not loaded yet",
-                   ING_RETRY_AFTER_UNAVAILABLE);
+        ing_send_error(w, req, 503, "starting", NULL, "the device directory is not loaded yet",
+                       ING_RETRY_AFTER_UNAVAILABLE);
         return NULL;
     }
     if (c != NULL && c->device != NULL && c->dir_generation == ing_directory_generation(w->dir))
@@ -196,7 +201,7 @@ static const ing_device_t *authenticate(ing_worker_t *w, struct evhttp_request *
     uint8_t fp[MH_FINGERPRINT_LEN];
     char cn[MH_ID_LEN + 2];
     if (cert == NULL || mh_cert_fingerprint(cert, fp) != 0) {
-        send_error(w, req, 403, "no_certificate", NULL, "a client certificate is required", 0);
+        ing_send_error(w, req, 403, "no_certificate", NULL, "a client certificate is required", 0);
         return NULL;
     }
     const ing_device_t *d = ing_directory_device_by_fingerprint(w->dir, fp);
@@ -211,15 +216,15 @@ static const ing_device_t *authenticate(ing_worker_t *w, struct evhttp_request *
         mh_log(MH_LOG_WARN, "worker %d: %s presented a certificate of no known device", w->index,
                peer);
         close_after_reply(req);
-        send_error(w, req, 403, "unknown_device", NULL,
-                   "this certificate does not belong to a registered device", 0);
+        ing_send_error(w, req, 403, "unknown_device", NULL,
+                       "this certificate does not belong to a registered device", 0);
         return NULL;
     }
     if (!d->active) {
         peer_name(req, peer, sizeof(peer));
         mh_log(MH_LOG_WARN, "worker %d: revoked device %s refused (%s)", w->index, d->id, peer);
         close_after_reply(req);
-        send_error(w, req, 403, "device_revoked", NULL, "this device has been revoked", 0);
+        ing_send_error(w, req, 403, "device_revoked", NULL, "this device has been revoked", 0);
         return NULL;
     }
     if (c != NULL) {
@@ -238,14 +243,14 @@ static double monotonic_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static bool rate_limited(ing_worker_t *w, struct evhttp_request *req, const ing_device_t *d)
+bool ing_rate_limited(ing_worker_t *w, struct evhttp_request *req, const ing_device_t *d)
 {
     double retry = 0;
     if (ing_ratelimit_take(w->srv->ratelimit, d->did, monotonic_now(), &retry))
         return false;
     int secs = (int)ceil(retry);
-    send_error(w, req, 429, "rate_limited", NULL,
-               "this device posts faster than its allowance; retry later", secs < 1 ? 1 : secs);
+    ing_send_error(w, req, 429, "rate_limited", NULL,
+                   "this device posts faster than its allowance; retry later", secs < 1 ? 1 : secs);
     return true;
 }
 
@@ -261,44 +266,50 @@ static void accept_done(ing_worker_t *w, void *arg, const ing_qresult_t *res)
     case ING_Q_ACCEPTED:
         if (p->heartbeat) {
             atomic_fetch_add_explicit(&w->metrics.heartbeats_accepted, 1, memory_order_relaxed);
-            json_t *body = json_pack("{s:I, s:n}", "time", (json_int_t)time(NULL), "upgrade");
-            send_json(w, req, 200, body);
+            json_t *body = json_pack("{s:I, s:o}", "time", (json_int_t)time(NULL), "upgrade",
+                                     p->upgrade ? p->upgrade : json_null());
+            p->upgrade = NULL;
+            if (body == NULL)
+                body = json_object();
+            ing_send_json(w, req, 200, body);
         } else {
             atomic_fetch_add_explicit(&w->metrics.batches_accepted, 1, memory_order_relaxed);
             atomic_fetch_add_explicit(&w->metrics.readings_accepted, p->nreadings,
                                       memory_order_relaxed);
-            send_json(w, req, 200, json_pack("{s:I}", "accepted", (json_int_t)p->nreadings));
+            ing_send_json(w, req, 200, json_pack("{s:I}", "accepted", (json_int_t)p->nreadings));
         }
         break;
     case ING_Q_BACKLOG:
         atomic_store_explicit(&w->srv->backlog[p->shard], w->srv->cfg->ingest.max_backlog,
                               memory_order_relaxed);
-        send_error(w, req, 503, "backlog_full", NULL,
-                   "the service is behind on storing readings; retry later", 5);
+        ing_send_error(w, req, 503, "backlog_full", NULL,
+                       "the service is behind on storing readings; retry later", 5);
         break;
     case ING_Q_DECREASE:
         snprintf(msg, sizeof(msg),
                  "counter would decrease: a stored reading (ts value) %s is larger than the "
                  "first newer one in this batch",
                  res->detail ? res->detail : "");
-        send_error(w, req, 409, "counter_decreased", "measurements", msg, 0);
+        ing_send_error(w, req, 409, "counter_decreased", "measurements", msg, 0);
         break;
     case ING_Q_UNAVAILABLE:
-        send_error(w, req, 503, "queue_unavailable", NULL,
-                   "the queue did not answer in time; retry later", ING_RETRY_AFTER_UNAVAILABLE);
+        ing_send_error(w, req, 503, "queue_unavailable", NULL,
+                       "the queue did not answer in time; retry later",
+                       ING_RETRY_AFTER_UNAVAILABLE);
         break;
     case ING_Q_ERROR:
     default:
-        send_error(w, req, 503, "queue_error", NULL, "the queue refused the batch; retry",
-                   ING_RETRY_AFTER_UNAVAILABLE);
+        ing_send_error(w, req, 503, "queue_error", NULL, "the queue refused the batch; retry",
+                       ING_RETRY_AFTER_UNAVAILABLE);
         break;
     }
+    json_decref(p->upgrade);
     free(p);
 }
 
 static void queue_entry(ing_worker_t *w, struct evhttp_request *req, long shard,
                         const Meterhub__QueueEntry *entry, const ing_sensor_t *counter,
-                        const ing_batch_t *batch, bool heartbeat)
+                        const ing_batch_t *batch, bool heartbeat, json_t *upgrade)
 {
     size_t len = meterhub__queue_entry__get_packed_size(entry);
     uint8_t *buf = mh_malloc(len ? len : 1);
@@ -308,12 +319,14 @@ static void queue_entry(ing_worker_t *w, struct evhttp_request *req, long shard,
     p->shard = shard;
     p->nreadings = batch ? batch->n : 0;
     p->heartbeat = heartbeat;
+    p->upgrade = upgrade;
     if (ing_redisq_accept(w, shard, counter ? counter->sid : 0, buf, len, counter ? batch : NULL,
                           accept_done, p) != 0) {
+        json_decref(p->upgrade);
         free(p);
-        send_error(w, req, 503, "queue_unavailable", NULL,
-                   "the queue is unavailable or saturated; retry later",
-                   ING_RETRY_AFTER_UNAVAILABLE);
+        ing_send_error(w, req, 503, "queue_unavailable", NULL,
+                       "the queue is unavailable or saturated; retry later",
+                       ING_RETRY_AFTER_UNAVAILABLE);
     }
     free(buf);
 }
@@ -322,8 +335,9 @@ static bool queue_ready(ing_worker_t *w, struct evhttp_request *req)
 {
     if (w->redis.ready && w->redis.inflight < w->srv->cfg->ingest.max_inflight)
         return true;
-    send_error(w, req, 503, "queue_unavailable", NULL,
-               "the queue is unavailable or saturated; retry later", ING_RETRY_AFTER_UNAVAILABLE);
+    ing_send_error(w, req, 503, "queue_unavailable", NULL,
+                   "the queue is unavailable or saturated; retry later",
+                   ING_RETRY_AFTER_UNAVAILABLE);
     return false;
 }
 
@@ -350,7 +364,7 @@ static void post_sensor(ing_worker_t *w, struct evhttp_request *req, const char 
     ing_batch_error_t err;
     ing_batch_init(&batch);
 
-    const ing_device_t *d = authenticate(w, req);
+    const ing_device_t *d = ing_authenticate(w, req);
     if (d == NULL)
         goto done;
     const ing_sensor_t *s = ing_directory_sensor(w->dir, id, idlen);
@@ -360,11 +374,11 @@ static void post_sensor(ing_worker_t *w, struct evhttp_request *req, const char 
         atomic_fetch_add_explicit(&w->metrics.foreign_sensor_posts, 1, memory_order_relaxed);
         mh_log(MH_LOG_WARN, "worker %d: device %s (%s) posted to sensor %.32s, not one of its own",
                w->index, d->id, peer, mh_id_valid_n(id, idlen) ? id : "(malformed id)");
-        send_error(w, req, 403, "not_your_sensor", "sensor",
-                   "this sensor does not belong to the device of this certificate", 0);
+        ing_send_error(w, req, 403, "not_your_sensor", "sensor",
+                       "this sensor does not belong to the device of this certificate", 0);
         goto done;
     }
-    if (rate_limited(w, req, d) || !queue_ready(w, req))
+    if (ing_rate_limited(w, req, d) || !queue_ready(w, req))
         goto done;
 
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
@@ -380,8 +394,8 @@ static void post_sensor(ing_worker_t *w, struct evhttp_request *req, const char 
         rc = ing_batch_parse_protobuf(body, len, w->srv->limits.max_readings, &batch, &err);
         break;
     default:
-        send_error(w, req, 415, "unsupported_media_type", "Content-Type",
-                   "send application/json or application/x-protobuf", 0);
+        ing_send_error(w, req, 415, "unsupported_media_type", "Content-Type",
+                       "send application/json or application/x-protobuf", 0);
         goto done;
     }
     if (rc != 0 ||
@@ -405,7 +419,7 @@ static void post_sensor(ing_worker_t *w, struct evhttp_request *req, const char 
     qe.body_case = METERHUB__QUEUE_ENTRY__BODY_BATCH;
     qe.batch = &sb;
     queue_entry(w, req, mh_queue_shard(s->sid, w->srv->cfg->redis.shards), &qe,
-                s->counter ? s : NULL, &batch, false);
+                s->counter ? s : NULL, &batch, false, NULL);
 done:
     ing_batch_dispose(&batch);
 }
@@ -418,6 +432,77 @@ static bool printable(const char *s)
     return true;
 }
 
+static bool is_lower_hex_id(const char *s, size_t n)
+{
+    if (n != MH_ID_LEN)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}
+
+/* The optional "upgrade_report" of a heartbeat. Returns false after answering 400. */
+static bool parse_report(ing_worker_t *w, struct evhttp_request *req, json_t *rep,
+                         ing_heartbeat_t *hb)
+{
+    static const char *const outcomes[] = {"installed", "failed", "refused"};
+    char field[64];
+    const char *key;
+    json_t *val;
+
+    if (!json_is_object(rep)) {
+        ing_send_error(w, req, 400, "invalid_field", "upgrade_report",
+                       "upgrade_report must be an object", 0);
+        return false;
+    }
+    json_object_foreach(rep, key, val)
+    {
+        if (strcmp(key, "release") != 0 && strcmp(key, "outcome") != 0 &&
+            strcmp(key, "reason") != 0) {
+            snprintf(field, sizeof(field), "upgrade_report.%.40s", key);
+            ing_send_error(w, req, 400, "unknown_field", field,
+                           "upgrade_report takes release, outcome and reason", 0);
+            return false;
+        }
+    }
+    json_t *rel = json_object_get(rep, "release");
+    json_t *out = json_object_get(rep, "outcome");
+    json_t *why = json_object_get(rep, "reason");
+    if (!json_is_string(rel) || !is_lower_hex_id(json_string_value(rel), json_string_length(rel))) {
+        ing_send_error(w, req, 400, "invalid_field", "upgrade_report.release",
+                       "upgrade_report.release must be a release id (32 lowercase hex)", 0);
+        return false;
+    }
+    hb->report_outcome = NULL;
+    for (size_t i = 0; json_is_string(out) && i < sizeof(outcomes) / sizeof(outcomes[0]); i++)
+        if (strcmp(json_string_value(out), outcomes[i]) == 0)
+            hb->report_outcome = outcomes[i];
+    if (hb->report_outcome == NULL) {
+        ing_send_error(w, req, 400, "invalid_field", "upgrade_report.outcome",
+                       "upgrade_report.outcome must be installed, failed or refused", 0);
+        return false;
+    }
+    if (why != NULL && (!json_is_string(why) || json_string_length(why) == 0 ||
+                        json_string_length(why) >= sizeof(hb->report_reason) ||
+                        !printable(json_string_value(why)))) {
+        ing_send_error(w, req, 400, "invalid_field", "upgrade_report.reason",
+                       "upgrade_report.reason must be a printable string of 1 to 200 characters",
+                       0);
+        return false;
+    }
+    if (why == NULL && strcmp(hb->report_outcome, "installed") != 0) {
+        ing_send_error(w, req, 400, "invalid_field", "upgrade_report.reason",
+                       "a failed or refused upgrade must say why (upgrade_report.reason)", 0);
+        return false;
+    }
+    hb->has_report = true;
+    memcpy(hb->report_release, json_string_value(rel), MH_ID_LEN);
+    hb->report_release[MH_ID_LEN] = '\0';
+    snprintf(hb->report_reason, sizeof(hb->report_reason), "%s", why ? json_string_value(why) : "");
+    return true;
+}
+
 static void post_heartbeat(ing_worker_t *w, struct evhttp_request *req, const char *id,
                            size_t idlen)
 {
@@ -425,19 +510,19 @@ static void post_heartbeat(ing_worker_t *w, struct evhttp_request *req, const ch
     json_error_t jerr;
     char msg[200];
 
-    const ing_device_t *d = authenticate(w, req);
+    const ing_device_t *d = ing_authenticate(w, req);
     if (d == NULL)
         goto done;
     if (idlen != MH_ID_LEN || memcmp(id, d->id, MH_ID_LEN) != 0) {
-        send_error(w, req, 403, "not_this_device", "device",
-                   "a device may only send heartbeats as itself", 0);
+        ing_send_error(w, req, 403, "not_this_device", "device",
+                       "a device may only send heartbeats as itself", 0);
         goto done;
     }
-    if (rate_limited(w, req, d) || !queue_ready(w, req))
+    if (ing_rate_limited(w, req, d) || !queue_ready(w, req))
         goto done;
     if (body_kind(req) != BODY_JSON) {
-        send_error(w, req, 415, "unsupported_media_type", "Content-Type",
-                   "heartbeats are application/json", 0);
+        ing_send_error(w, req, 415, "unsupported_media_type", "Content-Type",
+                       "heartbeats are application/json", 0);
         goto done;
     }
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
@@ -445,7 +530,7 @@ static void post_heartbeat(ing_worker_t *w, struct evhttp_request *req, const ch
     root = json_loadb((const char *)evbuffer_pullup(in, -1), len, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL || !json_is_object(root)) {
         snprintf(msg, sizeof(msg), "malformed JSON: %s", root ? "not an object" : jerr.text);
-        send_error(w, req, 400, "malformed_json", NULL, msg, 0);
+        ing_send_error(w, req, 400, "malformed_json", NULL, msg, 0);
         goto done;
     }
     const char *key;
@@ -453,45 +538,61 @@ static void post_heartbeat(ing_worker_t *w, struct evhttp_request *req, const ch
     json_object_foreach(root, key, val)
     {
         if (strcmp(key, "firmware_version") != 0 && strcmp(key, "remote_upgrade") != 0 &&
-            strcmp(key, "uptime") != 0) {
+            strcmp(key, "uptime") != 0 && strcmp(key, "upgrade_report") != 0) {
             snprintf(msg, sizeof(msg), "unknown field '%.40s'", key);
-            send_error(w, req, 400, "unknown_field", key, msg, 0);
+            ing_send_error(w, req, 400, "unknown_field", key, msg, 0);
             goto done;
         }
     }
     json_t *fw = json_object_get(root, "firmware_version");
     json_t *ru = json_object_get(root, "remote_upgrade");
     json_t *up = json_object_get(root, "uptime");
+    json_t *rep = json_object_get(root, "upgrade_report");
     if (!json_is_string(fw) || json_string_length(fw) == 0 ||
         json_string_length(fw) > ING_MAX_FIRMWARE_VERSION || !printable(json_string_value(fw))) {
-        send_error(w, req, 400, "invalid_field", "firmware_version",
-                   "firmware_version must be a printable string of 1 to 64 characters", 0);
+        ing_send_error(w, req, 400, "invalid_field", "firmware_version",
+                       "firmware_version must be a printable string of 1 to 64 characters", 0);
         goto done;
     }
     if (!json_is_boolean(ru)) {
-        send_error(w, req, 400, "invalid_field", "remote_upgrade",
-                   "remote_upgrade must be true or false", 0);
+        ing_send_error(w, req, 400, "invalid_field", "remote_upgrade",
+                       "remote_upgrade must be true or false", 0);
         goto done;
     }
     if (up != NULL && (!json_is_integer(up) || json_integer_value(up) < 0)) {
-        send_error(w, req, 400, "invalid_field", "uptime", "uptime must be a non-negative integer",
-                   0);
+        ing_send_error(w, req, 400, "invalid_field", "uptime",
+                       "uptime must be a non-negative integer", 0);
         goto done;
     }
-    Meterhub__Heartbeat hb;
-    meterhub__heartbeat__init(&hb);
-    hb.device = d->did;
-    hb.device_id = (char *)d->id;
-    hb.ts = (int64_t)time(NULL);
-    hb.firmware_version = (char *)json_string_value(fw);
+    ing_heartbeat_t hb = {0};
+    if (rep != NULL && !parse_report(w, req, rep, &hb))
+        goto done;
+    hb.did = d->did;
+    memcpy(hb.device_id, d->id, sizeof(hb.device_id));
+    snprintf(hb.firmware_version, sizeof(hb.firmware_version), "%s", json_string_value(fw));
     hb.remote_upgrade = json_is_true(ru);
+    hb.ts = (int64_t)time(NULL);
+    ing_upgrade_heartbeat(w, req, &hb);
+done:
+    json_decref(root);
+}
+
+void ing_queue_heartbeat(ing_worker_t *w, struct evhttp_request *req, const ing_heartbeat_t *hb,
+                         json_t *upgrade)
+{
+    Meterhub__Heartbeat msg;
+    meterhub__heartbeat__init(&msg);
+    msg.device = hb->did;
+    msg.device_id = (char *)hb->device_id;
+    msg.ts = hb->ts;
+    msg.firmware_version = (char *)hb->firmware_version;
+    msg.remote_upgrade = hb->remote_upgrade;
     Meterhub__QueueEntry qe;
     meterhub__queue_entry__init(&qe);
     qe.body_case = METERHUB__QUEUE_ENTRY__BODY_HEARTBEAT;
-    qe.heartbeat = &hb;
-    queue_entry(w, req, mh_queue_shard(d->did, w->srv->cfg->redis.shards), &qe, NULL, NULL, true);
-done:
-    json_decref(root);
+    qe.heartbeat = &msg;
+    queue_entry(w, req, mh_queue_shard(hb->did, w->srv->cfg->redis.shards), &qe, NULL, NULL, true,
+                upgrade);
 }
 
 /* Matches "/<prefix>/<id>" and returns the id part, or NULL. */
@@ -517,28 +618,26 @@ void ing_routes_handle(struct evhttp_request *req, void *arg)
     size_t idlen;
 
     if (path == NULL) {
-        send_error(w, req, 400, "bad_request", NULL, "malformed request line", 0);
+        ing_send_error(w, req, 400, "bad_request", NULL, "malformed request line", 0);
         return;
     }
     if ((id = match_path(path, "/sensor/", &idlen)) != NULL) {
         if (cmd != EVHTTP_REQ_POST) {
             evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
-            send_error(w, req, 405, "method_not_allowed", NULL, "use POST", 0);
+            ing_send_error(w, req, 405, "method_not_allowed", NULL, "use POST", 0);
             return;
         }
         post_sensor(w, req, id, idlen);
     } else if ((id = match_path(path, "/device/", &idlen)) != NULL) {
         if (cmd != EVHTTP_REQ_POST) {
             evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
-            send_error(w, req, 405, "method_not_allowed", NULL, "use POST", 0);
+            ing_send_error(w, req, 405, "method_not_allowed", NULL, "use POST", 0);
             return;
         }
         post_heartbeat(w, req, id, idlen);
     } else if ((id = match_path(path, "/firmware/", &idlen)) != NULL) {
-        if (authenticate(w, req) == NULL)
-            return;
-        send_error(w, req, 404, "not_offered", NULL, "no firmware is offered to this device", 0);
+        ing_upgrade_download(w, req, id, idlen);
     } else {
-        send_error(w, req, 404, "not_found", NULL, "no such resource", 0);
+        ing_send_error(w, req, 404, "not_found", NULL, "no such resource", 0);
     }
 }

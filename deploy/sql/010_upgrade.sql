@@ -268,9 +268,10 @@ END $$;
 
 -- May device p_did download release p_release now? 'ok' with the image's digest and size
 -- while it holds an open offer of it and consent, rollout and expiry still allow it;
--- 'not_offered' otherwise. p_to_end: this response reaches the image's last byte, which
+-- 'not_offered' otherwise. The response will carry bytes p_first to p_last of the image
+-- (p_first NULL: a non-empty suffix; p_last NULL: to the end); one that reaches the last byte
 -- marks the offer downloaded (audited once).
-CREATE FUNCTION upg_download(p_did bigint, p_release text, p_to_end boolean)
+CREATE FUNCTION upg_download(p_did bigint, p_release text, p_first bigint, p_last bigint)
     RETURNS TABLE (status text, image_sha256 text, size bigint)
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp
     AS $$
@@ -300,7 +301,8 @@ BEGIN
         RETURN NEXT;
         RETURN;
     END IF;
-    IF p_to_end AND r.state = 'offered' THEN
+    IF r.state = 'offered' AND (p_first IS NULL OR p_first < r.len)
+       AND (p_last IS NULL OR p_last >= r.len - 1) THEN
         UPDATE upgrade_offers o SET state = 'downloaded', downloaded_at = now(), changed_at = now()
          WHERE o.did = p_did AND o.release_id = p_release;
         PERFORM upg_audit(r.account_id, 'firmware_downloaded', r.device_id,
@@ -316,6 +318,6 @@ END $$;
 REVOKE EXECUTE ON FUNCTION upg_audit(bigint, text, text, jsonb),
     upg_candidates(bigint, integer[]),
     upg_heartbeat(bigint, text, boolean, text, text, text),
-    upg_download(bigint, text, boolean) FROM PUBLIC;
+    upg_download(bigint, text, bigint, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION upg_heartbeat(bigint, text, boolean, text, text, text),
-    upg_download(bigint, text, boolean) TO meterhub_ingest;
+    upg_download(bigint, text, bigint, bigint) TO meterhub_ingest;

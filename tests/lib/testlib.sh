@@ -790,7 +790,7 @@ t_pid() {
 # METRIC) on the instance's /metrics; empty if absent.
 t_metric() {
     curl -s --max-time 5 --noproxy '*' "http://127.0.0.1:${T_OPS_PORTS[$1]}/metrics" |
-        awk -v m="$2" 'index($0, m) == 1 && $0 !~ /^#/ { print $NF; exit }'
+        awk -v m="$2" '!found && index($0, m) == 1 && $0 !~ /^#/ { print $NF; found = 1 }'
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,299 @@
+/*
+ * Firmware on the device wire (docs/upgrade.md): the offer in a heartbeat's answer, the
+ * outcome a meter reports, and GET /firmware/<release-id>.
+ *
+ * PostgreSQL decides everything (upg_heartbeat, upg_download in deploy/sql/010_upgrade.sql),
+ * asked without blocking the worker through its own connection (w->pg). When it cannot be
+ * asked, the answer is the safe one: a heartbeat gets no offer, a download gets 503, and a
+ * report, which must not be lost, gets 503 so the meter sends it again.
+ */
+#include "ingest_internal.h"
+
+#include "common/alloc.h"
+#include "common/log.h"
+#include "upgrade/serve.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define UPG_RETRY_AFTER 2
+
+/* encode(..., 'base64') wraps lines at 76 characters: the offer wants one line. */
+static const char heartbeat_sql[] =
+    "SELECT status, release_id, translate(encode(manifest, 'base64'), E'\\n', ''),"
+    " translate(encode(signature, 'base64'), E'\\n', ''), log_seq, log_prev, log_hash"
+    " FROM upg_heartbeat($1::bigint, $2, $3::boolean, $4, $5, $6)";
+
+static const char download_sql[] =
+    "SELECT status, image_sha256, size FROM upg_download($1::bigint, $2, $3::bigint, $4::bigint)";
+
+typedef struct hb_wait {
+    ing_worker_t *w;
+    struct evhttp_request *req;
+    ing_heartbeat_t hb;
+} hb_wait_t;
+
+typedef struct dl_wait {
+    ing_worker_t *w;
+    struct evhttp_request *req;
+    char release[MH_ID_LEN + 1];
+    upg_range_t range;
+} dl_wait_t;
+
+/* Logs a failed check at 1, 2, 4, 8... failures, so an outage cannot flood the log. */
+static void note_failure(ing_worker_t *w, const char *what, const PGresult *res, const char *err)
+{
+    uint64_t n =
+        atomic_fetch_add_explicit(&w->metrics.upgrade_pg_failures, 1, memory_order_relaxed) + 1;
+    if ((n & (n - 1)) != 0)
+        return;
+    const char *why = err;
+    if (why == NULL && res != NULL)
+        why = PQresultErrorMessage(res);
+    char line[200];
+    mh_pgasync_one_line(why && why[0] ? why : "unexpected answer", line, sizeof(line));
+    mh_log(MH_LOG_WARN, "worker %d: %s failed (%" PRIu64 " so far): %s", w->index, what, n, line);
+}
+
+static bool one_row(const PGresult *res, int ncols)
+{
+    return res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+           PQnfields(res) == ncols;
+}
+
+static json_t *offer_json(const PGresult *res)
+{
+    char url[sizeof("/firmware/") + MH_ID_LEN];
+    snprintf(url, sizeof(url), "/firmware/%s", PQgetvalue(res, 0, 1));
+    return json_pack("{s:s, s:s, s:s, s:{s:I, s:s, s:s}, s:s}", "release", PQgetvalue(res, 0, 1),
+                     "manifest", PQgetvalue(res, 0, 2), "signature", PQgetvalue(res, 0, 3), "log",
+                     "seq", (json_int_t)strtoll(PQgetvalue(res, 0, 4), NULL, 10), "prev",
+                     PQgetvalue(res, 0, 5), "hash", PQgetvalue(res, 0, 6), "url", url);
+}
+
+static void heartbeat_done(const PGresult *res, const char *err, void *arg)
+{
+    hb_wait_t *hw = arg;
+    ing_worker_t *w = hw->w;
+    json_t *offer = NULL;
+
+    if (!one_row(res, 7)) {
+        note_failure(w, "the firmware offer check", res, err);
+        if (hw->hb.has_report) {
+            ing_send_error(w, hw->req, 503, "upgrade_unavailable", NULL,
+                           "the upgrade report could not be recorded; send it again",
+                           UPG_RETRY_AFTER);
+            goto done;
+        }
+        /* No answer means no offer; the heartbeat itself still counts. */
+        ing_queue_heartbeat(w, hw->req, &hw->hb, NULL);
+        goto done;
+    }
+    const char *status = PQgetvalue(res, 0, 0);
+    if (strcmp(status, "not_offered") == 0) {
+        ing_send_error(w, hw->req, 409, "not_offered", "upgrade_report",
+                       "upgrade_report names a release this device was not offered", 0);
+        goto done;
+    }
+    if (hw->hb.has_report)
+        atomic_fetch_add_explicit(&w->metrics.firmware_reports, 1, memory_order_relaxed);
+    if (strcmp(status, "offer") == 0) {
+        offer = offer_json(res);
+        if (offer != NULL)
+            atomic_fetch_add_explicit(&w->metrics.firmware_offers, 1, memory_order_relaxed);
+    }
+    /* "unknown_device": revoked since the directory was loaded; the next refresh refuses it. */
+    ing_queue_heartbeat(w, hw->req, &hw->hb, offer);
+done:
+    free(hw);
+}
+
+void ing_upgrade_heartbeat(ing_worker_t *w, struct evhttp_request *req, const ing_heartbeat_t *hb)
+{
+    if (w->pg == NULL) {
+        if (hb->has_report) {
+            ing_send_error(w, req, 409, "not_offered", "upgrade_report",
+                           "this service offers no firmware", 0);
+            return;
+        }
+        ing_queue_heartbeat(w, req, hb, NULL);
+        return;
+    }
+    /* Asked even when the meter's flag is off: its open offers must then be withdrawn. */
+    hb_wait_t *hw = mh_calloc(1, sizeof(*hw));
+    hw->w = w;
+    hw->req = req;
+    hw->hb = *hb;
+    char did[24];
+    snprintf(did, sizeof(did), "%" PRIu64, hb->did);
+    const char *params[6] = {did,
+                             hb->firmware_version,
+                             hb->remote_upgrade ? "true" : "false",
+                             hb->has_report ? hw->hb.report_release : NULL,
+                             hb->has_report ? hb->report_outcome : NULL,
+                             hb->has_report && hb->report_reason[0] ? hw->hb.report_reason : NULL};
+    if (mh_pgasync_query(w->pg, heartbeat_sql, 6, params, heartbeat_done, hw) != 0)
+        heartbeat_done(NULL, "too many checks waiting", hw);
+}
+
+static void count_status(ing_worker_t *w, int status)
+{
+    atomic_fetch_add_explicit(&w->metrics.requests[ing_metrics_status_index(status)], 1,
+                              memory_order_relaxed);
+}
+
+/* Sends bytes [first, last] of the image; 206 unless the whole image was asked for. */
+static void send_image(ing_worker_t *w, struct evhttp_request *req, const dl_wait_t *dw,
+                       const char *digest, int64_t size)
+{
+    char path[4096], hdr[128];
+    int64_t first, last;
+    int fd = -1;
+    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+
+    if (upg_range_resolve(&dw->range, size, &first, &last) != 0) {
+        snprintf(hdr, sizeof(hdr), "bytes */%" PRId64, size);
+        evhttp_add_header(out, "Content-Range", hdr);
+        ing_send_error(w, req, 416, "range_not_satisfiable", "Range",
+                       "the range starts past the end of the image", 0);
+        return;
+    }
+    struct stat st;
+    if (upg_store_path(w->srv->cfg->ingest.firmware_store, digest, path, sizeof(path)) != 0 ||
+        (fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0 || fstat(fd, &st) != 0 ||
+        !S_ISREG(st.st_mode) || st.st_size != size) {
+        mh_log(MH_LOG_ERROR, "worker %d: firmware store: %s is %s (release %s, %" PRId64 " bytes)",
+               w->index, path, fd < 0 ? strerror(errno) : "not the published size", dw->release,
+               size);
+        if (fd >= 0)
+            close(fd);
+        ing_send_error(w, req, 503, "image_unavailable", NULL,
+                       "the image is missing from this server's store; retry later",
+                       UPG_RETRY_AFTER);
+        return;
+    }
+    struct evbuffer_file_segment *seg =
+        evbuffer_file_segment_new(fd, first, last - first + 1, EVBUF_FS_CLOSE_ON_FREE);
+    if (seg == NULL) {
+        close(fd);
+        ing_send_error(w, req, 503, "image_unavailable", NULL, "cannot read the image",
+                       UPG_RETRY_AFTER);
+        return;
+    }
+    int rc = evbuffer_add_file_segment(evhttp_request_get_output_buffer(req), seg, 0, -1);
+    evbuffer_file_segment_free(seg); /* the buffer holds its own reference */
+    if (rc != 0) {
+        ing_send_error(w, req, 503, "image_unavailable", NULL, "cannot read the image",
+                       UPG_RETRY_AFTER);
+        return;
+    }
+    int status = dw->range.kind == UPG_RANGE_ALL ? 200 : 206;
+    evhttp_add_header(out, "Content-Type", "application/octet-stream");
+    evhttp_add_header(out, "Accept-Ranges", "bytes");
+    snprintf(hdr, sizeof(hdr), "\"%s\"", digest);
+    evhttp_add_header(out, "ETag", hdr);
+    if (status == 206) {
+        snprintf(hdr, sizeof(hdr), "bytes %" PRId64 "-%" PRId64 "/%" PRId64, first, last, size);
+        evhttp_add_header(out, "Content-Range", hdr);
+    }
+    atomic_fetch_add_explicit(&w->metrics.firmware_downloads, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->metrics.firmware_bytes, (uint64_t)(last - first + 1),
+                              memory_order_relaxed);
+    count_status(w, status);
+    evhttp_send_reply(req, status, NULL, NULL);
+}
+
+static void download_done(const PGresult *res, const char *err, void *arg)
+{
+    dl_wait_t *dw = arg;
+    ing_worker_t *w = dw->w;
+
+    if (!one_row(res, 3)) {
+        note_failure(w, "the firmware download check", res, err);
+        ing_send_error(w, dw->req, 503, "upgrade_unavailable", NULL,
+                       "cannot check the offer right now; retry later", UPG_RETRY_AFTER);
+        goto done;
+    }
+    if (strcmp(PQgetvalue(res, 0, 0), "ok") != 0) {
+        atomic_fetch_add_explicit(&w->metrics.firmware_refused, 1, memory_order_relaxed);
+        ing_send_error(w, dw->req, 403, "not_offered", NULL,
+                       "this device holds no open offer of that release", 0);
+        goto done;
+    }
+    send_image(w, dw->req, dw, PQgetvalue(res, 0, 1), strtoll(PQgetvalue(res, 0, 2), NULL, 10));
+done:
+    free(dw);
+}
+
+static bool is_release_id(const char *s, size_t n)
+{
+    if (n != MH_ID_LEN)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}
+
+void ing_upgrade_download(ing_worker_t *w, struct evhttp_request *req, const char *id, size_t idlen)
+{
+    const ing_device_t *d = ing_authenticate(w, req);
+    if (d == NULL)
+        return;
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
+        ing_send_error(w, req, 405, "method_not_allowed", NULL, "use GET", 0);
+        return;
+    }
+    if (!is_release_id(id, idlen)) {
+        ing_send_error(w, req, 404, "not_found", NULL, "no such release", 0);
+        return;
+    }
+    if (ing_rate_limited(w, req, d))
+        return;
+    if (w->pg == NULL) {
+        atomic_fetch_add_explicit(&w->metrics.firmware_refused, 1, memory_order_relaxed);
+        ing_send_error(w, req, 403, "not_offered", NULL, "this service offers no firmware", 0);
+        return;
+    }
+    dl_wait_t *dw = mh_calloc(1, sizeof(*dw));
+    dw->w = w;
+    dw->req = req;
+    memcpy(dw->release, id, MH_ID_LEN);
+    upg_range_parse(evhttp_find_header(evhttp_request_get_input_headers(req), "Range"), &dw->range);
+
+    /* What the response will cover, so PostgreSQL can tell when it reaches the last byte
+     * (an empty suffix never does). */
+    char did[24], first[24], last[24];
+    const char *pfirst = first, *plast = NULL;
+    snprintf(did, sizeof(did), "%" PRIu64, d->did);
+    switch (dw->range.kind) {
+    case UPG_RANGE_SUFFIX:
+        if (dw->range.a > 0)
+            pfirst = NULL;
+        else
+            snprintf(first, sizeof(first), "%" PRId64, INT64_MAX);
+        break;
+    case UPG_RANGE_SPAN:
+        snprintf(last, sizeof(last), "%" PRId64, dw->range.b);
+        plast = last;
+        /* fall through */
+    case UPG_RANGE_FROM:
+        snprintf(first, sizeof(first), "%" PRId64, dw->range.a);
+        break;
+    case UPG_RANGE_ALL:
+    default:
+        snprintf(first, sizeof(first), "0");
+        break;
+    }
+    const char *params[4] = {did, dw->release, pfirst, plast};
+    if (mh_pgasync_query(w->pg, download_sql, 4, params, download_done, dw) != 0)
+        download_done(NULL, "too many checks waiting", dw);
+}
