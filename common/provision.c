@@ -290,6 +290,21 @@ void mh_issue_opts_init(mh_issue_opts_t *opts)
 {
     opts->days = MH_CERT_DAYS_DEFAULT;
     opts->not_before_days_ago = 0;
+    opts->hardware = NULL;
+}
+
+bool mh_hardware_valid(const char *s)
+{
+    size_t n = s != NULL ? strnlen(s, MH_HARDWARE_MAX + 1) : 0;
+    if (n == 0 || n > MH_HARDWARE_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
+            return false;
+    }
+    return true;
 }
 
 void mh_device_cred_dispose(mh_device_cred_t *cred)
@@ -799,10 +814,17 @@ mh_prov_batch_t *mh_prov_batch_generate(const mh_device_ca_t *ca, size_t count, 
                count, nsensors, MH_PROV_MAX_DEVICES, MH_PROV_MAX_SENSORS);
         goto fail;
     }
+    if (opts != NULL && opts->hardware != NULL && !mh_hardware_valid(opts->hardware)) {
+        mh_log(MH_LOG_ERROR, "provision: hardware '%.40s' is not [a-z0-9][a-z0-9._-]{0,31}",
+               opts->hardware);
+        goto fail;
+    }
     kctx = p256_keygen_ctx();
     if (kctx == NULL)
         goto fail;
     batch = mh_calloc(1, sizeof(*batch));
+    if (opts != NULL && opts->hardware != NULL)
+        snprintf(batch->hardware, sizeof(batch->hardware), "%s", opts->hardware);
     batch->devices = mh_calloc(count, sizeof(*batch->devices));
     for (size_t i = 0; i < count; i++) {
         mh_prov_device_t *d = &batch->devices[i];
@@ -885,6 +907,13 @@ static const char insert_devices_sql[] =
     " FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS u(id, fp, n)"
     " ORDER BY u.n";
 
+/* The same with the batch's hardware ($4) instead of the column's default. */
+static const char insert_devices_hw_sql[] =
+    "INSERT INTO devices (id, account_id, cert_fingerprint, hardware)"
+    " SELECT u.id, $1::bigint, decode(u.fp, 'hex'), $4::text"
+    " FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS u(id, fp, n)"
+    " ORDER BY u.n";
+
 static const char insert_sensors_sql[] =
     "INSERT INTO sensors (id, device_did, account_id, kind, type, unit)"
     " SELECT u.id, d.did, $1::bigint, u.kind, u.type, u.unit"
@@ -925,8 +954,10 @@ int mh_prov_insert(PGconn *conn, int64_t account_id, const mh_prov_batch_t *batc
         }
         array_end(&a[0]);
         array_end(&a[1]);
-        const char *dparams[3] = {account, a[0].data, a[1].data};
-        if (exec_insert(conn, "provision: insert devices", insert_devices_sql, 3, dparams,
+        const char *dparams[4] = {account, a[0].data, a[1].data, batch->hardware};
+        bool hw = batch->hardware[0] != '\0';
+        if (exec_insert(conn, "provision: insert devices",
+                        hw ? insert_devices_hw_sql : insert_devices_sql, hw ? 4 : 3, dparams,
                         end - start) != 0)
             goto fail;
 

@@ -78,12 +78,23 @@ X509 *mh_device_ca_cert(const mh_device_ca_t *ca);
 /* The PEM text of DIR/ca.crt, what OUT/ca.crt receives. Borrowed: valid as long as ca. */
 const char *mh_device_ca_trust_pem(const mh_device_ca_t *ca);
 
+/* Longest devices.hardware (docs/upgrade.md: [a-z0-9][a-z0-9._-]{0,31}), and the column's
+ * default (deploy/sql/010_upgrade.sql). */
+#define MH_HARDWARE_MAX 32
+#define MH_HARDWARE_DEFAULT "flm02"
+
 typedef struct mh_issue_opts {
     int days;                /* validity from notBefore, 1..MH_CERT_DAYS_MAX */
     int not_before_days_ago; /* notBefore = now - this many days, 0..MH_CERT_DAYS_MAX */
+    /* Batches only (ignored by the certificate functions): the devices' hardware, borrowed;
+     * NULL: the database's default (flm02). */
+    const char *hardware;
 } mh_issue_opts_t;
 
-/* { MH_CERT_DAYS_DEFAULT, 0 } */
+/* True if s follows the hardware rule [a-z0-9][a-z0-9._-]{0,31}. */
+bool mh_hardware_valid(const char *s);
+
+/* { MH_CERT_DAYS_DEFAULT, 0, NULL } */
 void mh_issue_opts_init(mh_issue_opts_t *opts);
 
 /* A device's credentials. key_pem is NULL for a certificate issued from a CSR. */
@@ -175,6 +186,7 @@ typedef struct mh_prov_device {
 typedef struct mh_prov_batch {
     mh_prov_device_t *devices;
     size_t count;
+    char hardware[MH_HARDWARE_MAX + 1]; /* of every device; "": the database's default */
 } mh_prov_batch_t;
 
 /* Progress of a long operation: `done` of `total` items of `phase` ("keys", "database",
@@ -183,8 +195,9 @@ typedef void (*mh_prov_progress_fn)(const char *phase, size_t done, size_t total
 
 /*
  * Generates count devices (1..MH_PROV_MAX_DEVICES) with nsensors sensors each
- * (0..MH_PROV_MAX_SENSORS): random ids, P-256 keys, certificates. Nothing touches the database
- * or the disk. Returns an owned batch (mh_prov_batch_free), or NULL (logged).
+ * (0..MH_PROV_MAX_SENSORS): random ids, P-256 keys, certificates, and opts->hardware (must be
+ * valid) for all of them. Nothing touches the database or the disk. Returns an owned batch
+ * (mh_prov_batch_free), or NULL (logged).
  */
 mh_prov_batch_t *mh_prov_batch_generate(const mh_device_ca_t *ca, size_t count, size_t nsensors,
                                         const mh_issue_opts_t *opts, mh_prov_progress_fn progress,

@@ -55,6 +55,7 @@ typedef struct api_admin_args {
     long sensors;             /* default 1 */
     long days;                /* default MH_CERT_DAYS_DEFAULT */
     long not_before_days_ago; /* default 0 */
+    const char *hardware;     /* default: the database's (MH_HARDWARE_DEFAULT) */
     /* device revoke ID; readings SENSOR-ID */
     const char *id;
     bool has_from, has_to;

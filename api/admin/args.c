@@ -20,11 +20,12 @@ const char api_admin_usage[] =
     "  account passwd NAME (--password-file F | --generate-password)\n"
     "                                set or replace an account's password\n"
     "  device add --account A [--sensors N] [--out DIR] [--count N] [--days D]\n"
-    "             [--not-before-days-ago B]\n"
+    "             [--not-before-days-ago B] [--hardware H]\n"
     "                                create device(s) with N sensors each (default 1) and\n"
     "                                write their key and certificate into DIR (default: the\n"
     "                                current directory; DIR/<device id>/ when --count > 1);\n"
-    "                                the account is created if needed\n"
+    "                                the account is created if needed; H: the devices'\n"
+    "                                hardware (default flm02), [a-z0-9][a-z0-9._-]{0,31}\n"
     "  device revoke ID              revoke a device's certificate\n"
     "  device list [--account A]     one JSON object per device\n"
     "  readings SENSOR-ID [--from T] [--to T]\n"
@@ -63,6 +64,7 @@ typedef enum opt_id {
     OPT_COUNT,
     OPT_DAYS,
     OPT_NOT_BEFORE,
+    OPT_HARDWARE,
     OPT_FROM,
     OPT_TO,
 } opt_id_t;
@@ -90,6 +92,7 @@ static const opt_def_t opts[] = {
     {"--count", OPT_COUNT, true, CMD_BIT(API_ADMIN_CMD_DEVICE_ADD)},
     {"--days", OPT_DAYS, true, CMD_BIT(API_ADMIN_CMD_DEVICE_ADD)},
     {"--not-before-days-ago", OPT_NOT_BEFORE, true, CMD_BIT(API_ADMIN_CMD_DEVICE_ADD)},
+    {"--hardware", OPT_HARDWARE, true, CMD_BIT(API_ADMIN_CMD_DEVICE_ADD)},
     {"--from", OPT_FROM, true, CMD_BIT(API_ADMIN_CMD_READINGS)},
     {"--to", OPT_TO, true, CMD_BIT(API_ADMIN_CMD_READINGS)},
 };
@@ -266,6 +269,14 @@ static int apply_opt(api_admin_args_t *a, const seen_opt_t *o, char *err, size_t
         if (parse_num(name, o->value, 0, MH_CERT_DAYS_MAX, &v, err, errlen) != 0)
             return -1;
         a->not_before_days_ago = (long)v;
+        break;
+    case OPT_HARDWARE:
+        if (!mh_hardware_valid(o->value)) {
+            set_err(err, errlen, "%s: expected [a-z0-9][a-z0-9._-]{0,31}, got '%.60s'", name,
+                    o->value);
+            return -1;
+        }
+        a->hardware = o->value;
         break;
     case OPT_FROM:
     case OPT_TO:

@@ -13,13 +13,13 @@ static void progress(const char *phase, size_t done, size_t total, void *arg)
     mh_log(MH_LOG_INFO, "%s: %zu/%zu devices", phase, done, total);
 }
 
-static json_t *device_json(const char *account, const mh_prov_device_t *d)
+static json_t *device_json(const char *account, const mh_prov_device_t *d, const char *hardware)
 {
     json_t *sensors = json_array();
     for (size_t s = 0; s < d->nsensors; s++)
         json_array_append_new(sensors, json_string(d->sensor_ids[s]));
-    return json_pack("{s:s, s:s, s:o}", "account", account, "device", d->cred.id, "sensors",
-                     sensors);
+    return json_pack("{s:s, s:s, s:o, s:s}", "account", account, "device", d->cred.id, "sensors",
+                     sensors, "hardware", hardware);
 }
 
 int api_admin_device_add(const api_admin_ctx_t *ctx, const api_admin_args_t *args)
@@ -40,6 +40,7 @@ int api_admin_device_add(const api_admin_ctx_t *ctx, const api_admin_args_t *arg
     mh_issue_opts_init(&opts);
     opts.days = (int)args->days;
     opts.not_before_days_ago = (int)args->not_before_days_ago;
+    opts.hardware = args->hardware;
 
     ca = mh_device_ca_load(ctx->pki_dir);
     if (ca == NULL)
@@ -52,7 +53,9 @@ int api_admin_device_add(const api_admin_ctx_t *ctx, const api_admin_args_t *arg
     if (batch == NULL)
         goto fail;
     for (size_t i = 0; i < batch->count; i++)
-        if (api_admin_print_json(device_json(args->account, &batch->devices[i])) != 0)
+        if (api_admin_print_json(
+                device_json(args->account, &batch->devices[i],
+                            args->hardware ? args->hardware : MH_HARDWARE_DEFAULT)) != 0)
             goto fail;
     if (count > 1)
         mh_log(MH_LOG_INFO,
@@ -129,7 +132,7 @@ static const char list_sql[] =
     " to_char(d.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
     " to_char(d.revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
     " to_char(d.last_seen AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
-    " d.firmware_version, d.remote_upgrade"
+    " d.firmware_version, d.remote_upgrade, d.hardware"
     " FROM devices d JOIN accounts a ON a.id = d.account_id"
     " WHERE $1::text IS NULL OR a.name = $1::text"
     " ORDER BY d.did";
@@ -147,6 +150,7 @@ static int print_device_row(const PGresult *res)
     json_object_set_new(o, "last_seen", col_string(res, 7));
     json_object_set_new(o, "firmware_version", col_string(res, 8));
     json_object_set_new(o, "remote_upgrade", col_bool(res, 9));
+    json_object_set_new(o, "hardware", col_string(res, 10));
     return api_admin_print_json(o);
 }
 

@@ -61,4 +61,23 @@ t_admin account add fleet >/dev/null 2>&1 || rc=$?
 t_eq "adding an existing account fails" 1 "$rc"
 t_ok "unless --if-missing" t_admin account add fleet --if-missing
 
+# Hardware: the default, another one given with --hardware, a malformed one refused.
+t_eq "bulk devices are flm02 by default" "1000 flm02" \
+    "$(t_psql "SELECT count(*) || ' ' || string_agg(DISTINCT hardware, ',') FROM devices")"
+t_like "device list shows the hardware" '"hardware": "flm02"' \
+    "$(t_admin device list --account fleet | sed -n 1p)"
+json="$(t_admin device add --account hw --sensors 1 --count 3 --hardware flm03-b.v2 \
+    --out "$T_WORK/hw")"
+t_like "device add says which hardware" '"hardware": "flm03-b.v2"' "$(sed -n 1p <<<"$json")"
+t_eq "--hardware is stored for every device" "3 flm03-b.v2" \
+    "$(t_psql "SELECT count(*) || ' ' || string_agg(DISTINCT hardware, ',') FROM devices d
+               JOIN accounts a ON a.id = d.account_id WHERE a.name = 'hw'")"
+t_like "device list shows it" '"hardware": "flm03-b.v2"' "$(t_admin device list --account hw | sed -n 1p)"
+rc=0
+t_admin device add --account hw2 --hardware FLM03 --out "$T_WORK/hw2" >/dev/null 2>"$T_WORK/hw2.err" || rc=$?
+t_eq "a malformed --hardware is a usage error (2)" 2 "$rc"
+t_like "naming the rule" 'hardware: expected' "$(cat "$T_WORK/hw2.err")"
+t_eq "and nothing is created" 0 "$(t_psql "SELECT count(*) FROM accounts WHERE name = 'hw2'")"
+t_eq "nor any file" 0 "$(find "$T_WORK/hw2" -type f 2>/dev/null | wc -l)"
+
 t_done

@@ -103,6 +103,7 @@ static void test_args_commands(void **state)
     assert_int_equal(a.days, MH_CERT_DAYS_DEFAULT);
     assert_int_equal(a.not_before_days_ago, 0);
     assert_null(a.out_dir);
+    assert_null(a.hardware);
 
     PARSE_OK(&a, "device", "add", "--account=acme", "--sensors", "4", "--out", "/tmp/x",
              "--count=10000", "--days", "1", "--not-before-days-ago", "2");
@@ -112,6 +113,12 @@ static void test_args_commands(void **state)
     assert_int_equal(a.count, 10000);
     assert_int_equal(a.days, 1);
     assert_int_equal(a.not_before_days_ago, 2);
+
+    PARSE_OK(&a, "device", "add", "--account", "acme", "--hardware", "flm03-b.v2_x");
+    assert_string_equal(a.hardware, "flm03-b.v2_x");
+    PARSE_OK(&a, "device", "add", "--account", "acme",
+             "--hardware=a2345678901234567890123456789012");
+    assert_string_equal(a.hardware, "a2345678901234567890123456789012");
 
     PARSE_OK(&a, "device", "revoke", "0123456789abcdef0123456789abcdef");
     assert_int_equal(a.cmd, API_ADMIN_CMD_DEVICE_REVOKE);
@@ -210,6 +217,14 @@ static void test_args_errors(void **state)
     parse_fails("needs a device ID", "device", "revoke", (char *)NULL);
     parse_fails("needs a SENSOR-ID", "readings", (char *)NULL);
     parse_fails("needs --account", "device", "add", (char *)NULL);
+    static const char *const bad_hw[] = {
+        "FLM02", "-flm", ".flm", "flm 02", "flm/02", "é", "a23456789012345678901234567890123"};
+    for (size_t i = 0; i < sizeof(bad_hw) / sizeof(bad_hw[0]); i++)
+        parse_fails("--hardware: expected [a-z0-9][a-z0-9._-]{0,31}", "device", "add", "--account",
+                    "a", "--hardware", bad_hw[i], (char *)NULL);
+    parse_fails("empty value", "device", "add", "--account", "a", "--hardware=", (char *)NULL);
+    parse_fails("does not apply to 'device list'", "device", "list", "--hardware", "flm02",
+                (char *)NULL);
     parse_fails("--count", "device", "add", "--account", "a", "--count", "0", (char *)NULL);
     parse_fails("--count", "device", "add", "--account", "a", "--count", "1000001", (char *)NULL);
     parse_fails("--count", "device", "add", "--account", "a", "--count", "12x", (char *)NULL);
