@@ -91,6 +91,11 @@ struct api_job {
     json_t *in;               /* the request body (owned), or NULL */
     long long id;             /* a numeric path argument */
     char path_id[33];         /* a 32-hex path argument ("" for a list) */
+    char sub_id[33];          /* a second one, e.g. the release of an approval */
+    struct {
+        int64_t after; /* entries after this log seq */
+        long limit;    /* at most this many */
+    } page;
     struct {
         int64_t from, to;      /* [from, to), Unix seconds */
         int resolution;        /* api_resolution_t */
@@ -282,6 +287,9 @@ void api_run_audit(api_job_t *job, PGconn *pg);
  */
 int api_device_read_one(api_job_t *job, PGconn *pg, const char *id, json_t **out);
 int api_sensor_read_one(api_job_t *job, PGconn *pg, const char *id, json_t **out);
+/* A timestamptz column as ISO 8601 UTC text, in SQL. */
+#define ISO_UTC(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
 /* A device's location has two decimals: printed with jansson's default 17 digits, 50.85
  * would read 50.850000000000001. */
 #define API_DEVICE_DUMP_FLAGS JSON_REAL_PRECISION(15)
@@ -300,6 +308,37 @@ void api_run_device_patch(api_job_t *job, PGconn *pg);
 void api_run_sensor_patch(api_job_t *job, PGconn *pg);
 void api_run_erase(api_job_t *job, PGconn *pg);
 void api_run_register(api_job_t *job, PGconn *pg);
+
+/*
+ * firmware.c: the public release log. A release as every answer shows it (GET /v1/firmware,
+ * a device's offer): the columns API_RELEASE_COLUMNS selects, from releases r joined to
+ * release_keys k, followed by the three columns of its log entry (seq, prev, hash), which the
+ * caller picks: the public log's, or the entry recorded at publish that an offer carries.
+ */
+#define API_RELEASE_PUBLISHED_AT ISO_UTC("r.published_at")
+#define API_RELEASE_COLUMNS                                                                        \
+    "r.id, r.version, r.hardware, r.size, r.image_sha256, r.manifest_sha256,"                      \
+    " translate(encode(r.manifest, 'base64'), E'\\n', ''),"                                        \
+    " translate(encode(r.signature, 'base64'), E'\\n', ''), r.key_id, k.fingerprint,"              \
+    " extract(epoch FROM r.issued_at)::bigint, extract(epoch FROM r.expires_at)::bigint,"          \
+    " r.notes, " API_RELEASE_PUBLISHED_AT
+#define API_RELEASE_NCOLUMNS 17
+/* The release of row's columns col .. col + API_RELEASE_NCOLUMNS - 1 (owned). */
+json_t *api_release_json(const PGresult *r, int row, int col);
+/*
+ * GET /v1/firmware[?after=SEQ][&limit=N] (release NULL; the query is checked here) and
+ * GET /v1/firmware/{release} (a 32-hex id). Loop thread; answers through a job.
+ */
+void api_get_firmware(api_server_t *srv, struct evhttp_request *req, const char *release);
+
+/*
+ * upgrades.c: a device's upgrades (GET and PUT /v1/devices/{id}/upgrades) and approvals
+ * (POST /v1/devices/{id}/upgrades/{release}/approve), as its owner.
+ */
+int api_upgrade_consent_check(json_t *in, char *msg, size_t msglen);
+void api_run_upgrades_get(api_job_t *job, PGconn *pg);
+void api_run_upgrades_put(api_job_t *job, PGconn *pg);
+void api_run_upgrade_approve(api_job_t *job, PGconn *pg);
 
 /* export.c: GET /v1/export, streamed into job->stream (job->range.csv: CSV, else NDJSON). */
 void api_run_export(api_job_t *job, PGconn *pg);

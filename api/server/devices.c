@@ -120,16 +120,38 @@ static int sensor_check(json_t *obj, bool all, const char *where, char *msg, siz
     return 0;
 }
 
-/* {"csr": PEM} or {"generate_key": true}, with "name" and "sensors" optional. */
+/* The CHECK of devices.hardware (010_upgrade.sql): [a-z0-9][a-z0-9._-]{0,31}. */
+static bool hardware_ok(const json_t *v)
+{
+    if (!json_is_string(v))
+        return false;
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    if (n == 0 || n > 32)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        bool alnum = (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9');
+        if (!alnum && (i == 0 || strchr("._-", s[i]) == NULL))
+            return false;
+    }
+    return true;
+}
+
+/* {"csr": PEM} or {"generate_key": true}, with "name", "sensors" and "hardware" optional. */
 int api_device_register_check(json_t *in, char *msg, size_t msglen)
 {
-    json_t *csr = NULL, *generate = NULL, *name = NULL, *sensors = NULL, *s;
+    json_t *csr = NULL, *generate = NULL, *name = NULL, *sensors = NULL, *hardware = NULL, *s;
     json_error_t jerr;
     size_t i;
 
-    if (json_unpack_ex(in, &jerr, JSON_STRICT, "{s?:o, s?:o, s?:o, s?:o}", "csr", &csr,
-                       "generate_key", &generate, "name", &name, "sensors", &sensors) != 0)
-        return refuse(msg, msglen, "%s (fields: csr, generate_key, name, sensors)", jerr.text);
+    if (json_unpack_ex(in, &jerr, JSON_STRICT, "{s?:o, s?:o, s?:o, s?:o, s?:o}", "csr", &csr,
+                       "generate_key", &generate, "name", &name, "sensors", &sensors, "hardware",
+                       &hardware) != 0)
+        return refuse(msg, msglen, "%s (fields: csr, generate_key, name, sensors, hardware)",
+                      jerr.text);
+    if (hardware != NULL && !hardware_ok(hardware))
+        return refuse(msg, msglen,
+                      "hardware: 1 to 32 of a-z 0-9 . _ -, beginning with a letter or a digit");
     if (csr != NULL && (!json_is_string(csr) || json_string_length(csr) == 0 ||
                         json_string_length(csr) > MH_CSR_MAX_BYTES))
         return refuse(msg, msglen, "csr: a PEM certificate request of at most %d bytes",
@@ -275,6 +297,7 @@ void api_run_device_register(api_job_t *job, PGconn *pg)
     const mh_device_ca_t *ca = job->srv->device_ca;
     const char *csr = json_string_value(json_object_get(job->in, "csr"));
     const json_t *name = json_object_get(job->in, "name");
+    const char *hardware = json_string_value(json_object_get(job->in, "hardware"));
     mh_device_cred_t cred = {0};
     char id[MH_ID_LEN + 1], acc[24], did[24], fp[2 * MH_FINGERPRINT_LEN + 1];
     char *sensors = NULL;
@@ -312,11 +335,16 @@ void api_run_device_register(api_job_t *job, PGconn *pg)
 
     mh_hex_encode(cred.fingerprint, MH_FINGERPRINT_LEN, fp);
     snprintf(acc, sizeof(acc), "%lld", account);
-    const char *dvalues[4] = {id, acc, fp, json_is_string(name) ? json_string_value(name) : NULL};
+    const char *dvalues[5] = {id, acc, fp, json_is_string(name) ? json_string_value(name) : NULL,
+                              hardware};
+    /* Without hardware, the column's default (flm02) applies: it is said once, in SQL. */
     r = api_db_exec(job, pg,
-                    "INSERT INTO devices (id, account_id, cert_fingerprint, name)"
-                    " VALUES ($1, $2::bigint, decode($3, 'hex'), $4) RETURNING did",
-                    4, dvalues, "registering a device");
+                    hardware != NULL
+                        ? "INSERT INTO devices (id, account_id, cert_fingerprint, name, hardware)"
+                          " VALUES ($1, $2::bigint, decode($3, 'hex'), $4, $5) RETURNING did"
+                        : "INSERT INTO devices (id, account_id, cert_fingerprint, name)"
+                          " VALUES ($1, $2::bigint, decode($3, 'hex'), $4) RETURNING did",
+                    hardware != NULL ? 5 : 4, dvalues, "registering a device");
     if (r == NULL)
         goto done;
     snprintf(did, sizeof(did), "%s", PQgetvalue(r, 0, 0));

@@ -13,8 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ISO_UTC(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-
 static json_t *text_or_null(const PGresult *r, int row, int col)
 {
     return PQgetisnull(r, row, col) ? json_null() : json_string(PQgetvalue(r, row, col));
@@ -283,7 +281,8 @@ done:
         "d.last_seen") ", d.firmware_version, d.remote_upgrade,"                                   \
                        " coalesce((SELECT json_agg(s.id ORDER BY s.sid) FROM sensors s"            \
                        " WHERE s.device_did = d.did), '[]'), d.name, d.location_lat,"              \
-                       " d.location_lon, array_to_json(d.secret_names)"
+                       " d.location_lon, array_to_json(d.secret_names), d.hardware,"               \
+                       " d.upgrade_consent"
 
 /* Never d.secrets: the API role cannot read it (008_api_device_config.sql), only its names. */
 static json_t *device_json(const PGresult *r, int row)
@@ -297,11 +296,12 @@ static json_t *device_json(const PGresult *r, int row)
                            ? json_null()
                            : json_pack("{s:f, s:f}", "lat", strtod(PQgetvalue(r, row, 9), NULL),
                                        "lon", strtod(PQgetvalue(r, row, 10), NULL));
-    return json_pack("{s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "id",
+    return json_pack("{s:s, s:o, s:s, s:o, s:o, s:o, s:s, s:o, s:o, s:s, s:o, s:o, s:o}", "id",
                      PQgetvalue(r, row, 0), "name", text_or_null(r, row, 8), "status",
                      PQgetvalue(r, row, 1), "created_at", text_or_null(r, row, 2), "revoked_at",
-                     text_or_null(r, row, 3), "last_seen", text_or_null(r, row, 4),
-                     "firmware_version", text_or_null(r, row, 5), "remote_upgrade", ru, "location",
+                     text_or_null(r, row, 3), "last_seen", text_or_null(r, row, 4), "hardware",
+                     PQgetvalue(r, row, 12), "firmware_version", text_or_null(r, row, 5),
+                     "remote_upgrade", ru, "upgrade_consent", PQgetvalue(r, row, 13), "location",
                      location, "secret_names", names ? names : json_array(), "sensors",
                      sensors ? sensors : json_array());
 }
@@ -574,30 +574,33 @@ done:
     free(grants);
 }
 
-/* The newest 1000 entries of the trail: sharing changes, and reads by anyone else counted
- * per sensor, reader and day (their time is the day's latest read). */
+/* The newest 1000 entries of the trail: sharing changes, firmware consent, approvals, offers
+ * and outcomes, and reads by anyone else counted per sensor, reader and day (their time is the
+ * day's latest read). Its timestamps, as ISO 8601 text: */
+#define AUDIT_AT ISO_UTC("a.at")
+#define AUDIT_LAST_AT ISO_UTC("f.last_at")
+#define AUDIT_FIRST_AT ISO_UTC("f.first_at")
+
 static const char audit_sql[] =
     "SELECT coalesce(json_agg(x.e ORDER BY x.at DESC, x.id DESC), '[]')::text FROM ("
     " SELECT * FROM ("
-    "  (SELECT a.at, a.id, json_build_object('id', a.id, 'at', " ISO_UTC(
-        "a.at") ","
-                "   'actor', api_account_name(a.actor_id), 'kind', a.kind, 'sensor', a.sensor_id,"
-                "   'detail', a.detail) AS e FROM audit_log a ORDER BY a.id DESC LIMIT 1000)"
-                "  UNION ALL"
-                "  (SELECT f.last_at, 0, json_build_object('at', " ISO_UTC(
-                    "f.last_at") ","
-                                 "   'actor', CASE WHEN f.reader_id = 0 THEN NULL ELSE "
-                                 "api_account_name(f.reader_id) END,"
-                                 "   'kind', 'foreign_read', 'sensor', f.sensor_id, 'detail', "
-                                 "json_build_object("
-                                 "   'reader', CASE WHEN f.reader_id = 0 THEN 'public' ELSE "
-                                 "'account' END,"
-                                 "   'day', f.day, 'reads', f.reads, 'points', f.points,"
-                                 "   'first_at', " ISO_UTC(
-                                     "f.first_at") ")) FROM foreign_reads f"
-                                                   "   ORDER BY f.last_at DESC LIMIT 1000)"
-                                                   " ) u ORDER BY u.at DESC, u.id DESC LIMIT 1000) "
-                                                   "x";
+    "  (SELECT a.at, a.id, CASE WHEN a.device_id IS NULL"
+    "   THEN json_build_object('id', a.id, 'at', " AUDIT_AT ","
+    "   'actor', api_account_name(a.actor_id), 'kind', a.kind, 'sensor', a.sensor_id,"
+    "   'detail', a.detail)"
+    /* Firmware entries (010_upgrade.sql) name a device instead of a sensor. */
+    "   ELSE json_build_object('id', a.id, 'at', " AUDIT_AT ","
+    "   'actor', api_account_name(a.actor_id), 'kind', a.kind, 'device', a.device_id,"
+    "   'detail', a.detail) END AS e FROM audit_log a ORDER BY a.id DESC LIMIT 1000)"
+    "  UNION ALL"
+    "  (SELECT f.last_at, 0, json_build_object('at', " AUDIT_LAST_AT ","
+    "   'actor', CASE WHEN f.reader_id = 0 THEN NULL ELSE api_account_name(f.reader_id) END,"
+    "   'kind', 'foreign_read', 'sensor', f.sensor_id, 'detail', json_build_object("
+    "   'reader', CASE WHEN f.reader_id = 0 THEN 'public' ELSE 'account' END,"
+    "   'day', f.day, 'reads', f.reads, 'points', f.points,"
+    "   'first_at', " AUDIT_FIRST_AT ")) FROM foreign_reads f"
+    "   ORDER BY f.last_at DESC LIMIT 1000)"
+    " ) u ORDER BY u.at DESC, u.id DESC LIMIT 1000) x";
 
 void api_run_audit(api_job_t *job, PGconn *pg)
 {

@@ -565,11 +565,61 @@ static void method_not_allowed(api_server_t *srv, struct evhttp_request *req, co
                    0);
 }
 
+/*
+ * /v1/devices/{id}/upgrades (GET, PUT) and /v1/devices/{id}/upgrades/{release}/approve (POST);
+ * rest is the path after "/v1/devices/", at least 32 characters.
+ */
+static void device_upgrades(api_server_t *srv, struct evhttp_request *req, enum evhttp_cmd_type m,
+                            const char *rest)
+{
+    char id[33], release[33];
+    const char *tail = rest + 32;
+
+    snprintf(id, sizeof(id), "%.32s", rest);
+    if (!api_hex_id(id)) {
+        api_send_error(srv, req, 404, "not_found", "no such device", 0);
+        return;
+    }
+    if (strcmp(tail, "/upgrades") == 0) {
+        if (m == EVHTTP_REQ_GET)
+            authed_id(srv, req, api_run_upgrades_get, API_SCOPE_READ, id);
+        else if (m == EVHTTP_REQ_PUT)
+            checked_body(srv, req, api_upgrade_consent_check, api_run_upgrades_put, id);
+        else
+            method_not_allowed(srv, req, "GET, PUT");
+        return;
+    }
+    /* "/upgrades/" 32 hex "/approve" */
+    if (strlen(tail) != 10 + 32 + 8 || memcmp(tail, "/upgrades/", 10) != 0 ||
+        strcmp(tail + 42, "/approve") != 0) {
+        api_send_error(srv, req, 404, "not_found", "no such resource", 0);
+        return;
+    }
+    snprintf(release, sizeof(release), "%.32s", tail + 10);
+    if (m != EVHTTP_REQ_POST) {
+        method_not_allowed(srv, req, "POST");
+        return;
+    }
+    if (!api_hex_id(release)) {
+        api_send_error(srv, req, 404, "unknown_release", "no such release", 0);
+        return;
+    }
+    api_job_t *job = api_job_new(srv, req, api_run_upgrade_approve, API_SCOPE_MANAGE);
+    snprintf(job->path_id, sizeof(job->path_id), "%s", id);
+    snprintf(job->sub_id, sizeof(job->sub_id), "%s", release);
+    if (!api_take_token(srv, req, job)) {
+        free(job);
+        return;
+    }
+    api_db_submit(srv, job);
+}
+
 /* The resources that read query parameters (each checks its own). */
 static bool takes_query(const char *path)
 {
     size_t n = strlen(path);
     return strncmp(path, "/sensor/", 8) == 0 || strcmp(path, "/v1/export") == 0 ||
+           strcmp(path, "/v1/firmware") == 0 ||
            (strncmp(path, "/v1/sensors/", 12) == 0 && n > 9 &&
             strcmp(path + n - 9, "/readings") == 0);
 }
@@ -651,6 +701,22 @@ void api_routes_handle(struct evhttp_request *req, void *arg)
     if (strcmp(path, "/v1/audit") == 0) {
         if (m == EVHTTP_REQ_GET)
             authed(srv, req, api_run_audit, API_SCOPE_READ, 0);
+        else
+            method_not_allowed(srv, req, "GET");
+        return;
+    }
+    if (strncmp(path, "/v1/devices/", 12) == 0 && strlen(path) > 12 + 32 &&
+        strncmp(path + 44, "/upgrades", 9) == 0) {
+        device_upgrades(srv, req, m, path + 12);
+        return;
+    }
+    if (strcmp(path, "/v1/firmware") == 0 || strncmp(path, "/v1/firmware/", 13) == 0) {
+        /* The public release log: no token needed, none looked at. */
+        const char *release = path[12] == '/' ? path + 13 : NULL;
+        if (release != NULL && !api_hex_id(release))
+            api_send_error(srv, req, 404, "not_found", "no such release", 0);
+        else if (m == EVHTTP_REQ_GET)
+            api_get_firmware(srv, req, release);
         else
             method_not_allowed(srv, req, "GET");
         return;

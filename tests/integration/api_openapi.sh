@@ -214,7 +214,8 @@ for path, method, item, op in operations():
             elif scopes:
                 problems.append(f"{where}: scopes on a {schemes[name].get('type')} scheme")
     mode_ = auth(op)
-    no_token = {"none": {"POST /v1/tokens", "POST /v1/accounts"},
+    no_token = {"none": {"POST /v1/tokens", "POST /v1/accounts", "GET /v1/firmware",
+                         "GET /v1/firmware/{release}"},
                 "optional": {"GET /v1/sensors/{id}/readings", "GET /sensor/{id}"}}
     for m, allowed in no_token.items():
         if (mode_ == m) != (where in allowed):

@@ -95,7 +95,7 @@ uint8_t *upg_rel_read_file(const char *path, size_t max, const char *what, size_
 {
     uint8_t *buf = NULL;
     struct stat st;
-    size_t n = 0;
+    size_t n = 0, cap = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
 
     *len = 0;
@@ -107,10 +107,18 @@ uint8_t *upg_rel_read_file(const char *path, size_t max, const char *what, size_
         mh_log(MH_LOG_ERROR, "%s %s: not a regular file", what, path);
         goto fail;
     }
-    buf = mh_malloc(max + 2);
-    /* Read one byte more than allowed, to tell "exactly max" from "too large". */
-    while (n < max + 1) {
-        ssize_t r = read(fd, buf + n, max + 1 - n);
+    /* Sized by the file, grown should it grow meanwhile; one byte more than allowed is read
+     * to tell "exactly max" from "too large". */
+    cap = (size_t)st.st_size < max ? (size_t)st.st_size + 1 : max + 1;
+    buf = mh_malloc(cap + 1);
+    for (;;) {
+        if (n == cap) {
+            if (cap == max + 1)
+                break;
+            cap = cap * 2 < max + 1 ? cap * 2 : max + 1;
+            buf = mh_realloc(buf, cap + 1);
+        }
+        ssize_t r = read(fd, buf + n, cap - n);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {

@@ -8,6 +8,7 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
+#include "upgrade/serve.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -55,13 +56,19 @@ int upg_rel_store_image(const char *store, const char *image_path, int64_t size,
     char *tmp_dir = path_of("%s/tmp", store);
     char *top = path_of("%s/sha256", store);
     char *dir = path_of("%s/sha256/%s", store, two);
-    char *final = path_of("%s/sha256/%s/%s", store, two, sha256);
+    /* The layout is upg_store_path's, the one ingest serves from. */
+    size_t final_len = strlen(store) + sizeof("/sha256/xx/") + MH_RELEASE_HASH_HEX;
+    char *final = mh_malloc(final_len);
     char *tmp = path_of("%s/tmp/%s.XXXXXX", store, sha256);
     char got[MH_RELEASE_HASH_HEX + 1], have[MH_RELEASE_HASH_HEX + 1];
     int64_t got_size = 0, have_size = 0;
     bool tmp_made = false;
 
     *stored_path = NULL;
+    if (upg_store_path(store, sha256, final, final_len) != 0) {
+        mh_log(MH_LOG_ERROR, "store: no path for digest %.64s", sha256);
+        goto fail;
+    }
     if (make_dir(store) != 0 || make_dir(tmp_dir) != 0)
         goto fail;
     fd = mkstemp(tmp);

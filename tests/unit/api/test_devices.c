@@ -74,6 +74,31 @@ static void test_register(void **state)
     assert_int_equal(check(f, "{\"generate_key\": true, \"sensors\": [\"gas\"]}", NULL), -1);
 }
 
+static void test_register_hardware(void **state)
+{
+    (void)state;
+    api_check_fn f = api_device_register_check;
+    /* The CHECK of devices.hardware: [a-z0-9][a-z0-9._-]{0,31}. */
+    assert_int_equal(check(f, "{\"generate_key\": true, \"hardware\": \"flm02\"}", NULL), 0);
+    assert_int_equal(check(f, "{\"generate_key\": true, \"hardware\": \"0a._-\"}", NULL), 0);
+    assert_int_equal(
+        check(f, "{\"generate_key\": true, \"hardware\": \"a2345678901234567890123456789012\"}",
+              NULL),
+        0);
+    assert_int_equal(
+        check(f, "{\"generate_key\": true, \"hardware\": \"a23456789012345678901234567890123\"}",
+              NULL),
+        -1);
+    assert_string_equal(msg,
+                        "hardware: 1 to 32 of a-z 0-9 . _ -, beginning with a letter or a digit");
+    assert_int_equal(check(f, "{\"generate_key\": true, \"hardware\": \"\"}", NULL), -1);
+    assert_int_equal(check(f, "{\"generate_key\": true, \"hardware\": \"-flm\"}", NULL), -1);
+    assert_int_equal(check(f, "{\"generate_key\": true, \"hardware\": \"Flm02\"}", NULL), -1);
+    assert_int_equal(check(f, "{\"generate_key\": true, \"hardware\": \"flm/02\"}", NULL), -1);
+    assert_int_equal(check(f, "{\"generate_key\": true, \"hardware\": null}", NULL), -1);
+    assert_int_equal(check(f, "{\"generate_key\": true, \"hardware\": 2}", NULL), -1);
+}
+
 static void test_register_sensor_bound(void **state)
 {
     (void)state;
@@ -186,9 +211,13 @@ static void test_sensor_patch(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_register), cmocka_unit_test(test_register_sensor_bound),
-        cmocka_unit_test(test_location), cmocka_unit_test(test_device_patch),
-        cmocka_unit_test(test_secrets),  cmocka_unit_test(test_sensor_patch),
+        cmocka_unit_test(test_register),
+        cmocka_unit_test(test_register_hardware),
+        cmocka_unit_test(test_register_sensor_bound),
+        cmocka_unit_test(test_location),
+        cmocka_unit_test(test_device_patch),
+        cmocka_unit_test(test_secrets),
+        cmocka_unit_test(test_sensor_patch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
