@@ -520,7 +520,10 @@ wr_store_status_t wr_store_write(wr_store_t *s, wr_batch_t *b, wr_store_result_t
         st = WR_STORE_LOST;
         goto done;
     }
-    qsort(b->readings, b->nreadings, sizeof(*b->readings), reading_cmp);
+    /* A batch of heartbeats alone has no readings array: qsort's pointer must not be NULL, even
+     * for no element (UBSan stops the writer on it). */
+    if (b->nreadings > 1)
+        qsort(b->readings, b->nreadings, sizeof(*b->readings), reading_cmp);
     store_encode(s, b);
     for (int i = 0; i < WR_NPARAMS; i++) {
         values[i] = pgarray_finish(&s->params[i], &lengths[i]);
