@@ -20,6 +20,8 @@ PACKAGES=(
     postgresql redis-server
     curl openssl iproute2 procps jq
     wrk
+    # the hostile firmware server of tests/integration/sim_upgrade_meter.sh (stdlib only)
+    python3
 )
 
 log() {
