@@ -22,13 +22,35 @@ int mh_id_random(char *out)
     return 0;
 }
 
-bool mh_id_valid_n(const char *s, size_t len)
+static bool lower_hex(const char *s, size_t len)
 {
-    if (len != MH_ID_LEN)
-        return false;
     for (size_t i = 0; i < len; i++) {
         char c = s[i];
         if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return false;
+    }
+    return true;
+}
+
+bool mh_id_valid_n(const char *s, size_t len)
+{
+    return len == MH_ID_LEN && lower_hex(s, len);
+}
+
+bool mh_hex_valid(const char *s, size_t len)
+{
+    return s != NULL && strnlen(s, len + 1) == len && lower_hex(s, len);
+}
+
+bool mh_hardware_valid(const char *s)
+{
+    size_t n = s != NULL ? strnlen(s, MH_HARDWARE_MAX + 1) : 0;
+    if (n == 0 || n > MH_HARDWARE_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
             return false;
     }
     return true;

@@ -20,6 +20,13 @@ bool mh_id_valid(const char *s);
 /* Same for a string of known length (not NUL-terminated). */
 bool mh_id_valid_n(const char *s, size_t len);
 
+/* True if s (NUL-terminated) is exactly len lowercase hex digits: ids, digests, key ids. */
+bool mh_hex_valid(const char *s, size_t len);
+
+/* A hardware name (devices.hardware, a manifest's "hardware"): [a-z0-9][a-z0-9._-]{0,31}. */
+#define MH_HARDWARE_MAX 32
+bool mh_hardware_valid(const char *s);
+
 /* Writes 2*len lowercase hex digits and a NUL into out. */
 void mh_hex_encode(const uint8_t *in, size_t len, char *out);
 

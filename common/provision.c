@@ -293,20 +293,6 @@ void mh_issue_opts_init(mh_issue_opts_t *opts)
     opts->hardware = NULL;
 }
 
-bool mh_hardware_valid(const char *s)
-{
-    size_t n = s != NULL ? strnlen(s, MH_HARDWARE_MAX + 1) : 0;
-    if (n == 0 || n > MH_HARDWARE_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-        if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
-            return false;
-    }
-    return true;
-}
-
 void mh_device_cred_dispose(mh_device_cred_t *cred)
 {
     if (cred->key_pem != NULL)

@@ -80,7 +80,6 @@ const char *mh_device_ca_trust_pem(const mh_device_ca_t *ca);
 
 /* Longest devices.hardware (docs/upgrade.md: [a-z0-9][a-z0-9._-]{0,31}), and the column's
  * default (deploy/sql/010_upgrade.sql). */
-#define MH_HARDWARE_MAX 32
 #define MH_HARDWARE_DEFAULT "flm02"
 
 typedef struct mh_issue_opts {
@@ -90,9 +89,6 @@ typedef struct mh_issue_opts {
      * NULL: the database's default (flm02). */
     const char *hardware;
 } mh_issue_opts_t;
-
-/* True if s follows the hardware rule [a-z0-9][a-z0-9._-]{0,31}. */
-bool mh_hardware_valid(const char *s);
 
 /* { MH_CERT_DAYS_DEFAULT, 0, NULL } */
 void mh_issue_opts_init(mh_issue_opts_t *opts);

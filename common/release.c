@@ -55,31 +55,6 @@ static const char *openssl_reason(char *buf, size_t len)
     return buf;
 }
 
-static bool hex_lower(const char *s, size_t want)
-{
-    if (s == NULL || strnlen(s, want + 1) != want)
-        return false;
-    for (size_t i = 0; i < want; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return false;
-    return true;
-}
-
-/* [a-z0-9][a-z0-9._-]{0,31} */
-static bool hardware_valid(const char *s)
-{
-    size_t n = s != NULL ? strnlen(s, MH_RELEASE_MAX_HARDWARE + 1) : 0;
-    if (n == 0 || n > MH_RELEASE_MAX_HARDWARE)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-        if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
-            return false;
-    }
-    return true;
-}
-
 /* ---- keys --------------------------------------------------------------------------------- */
 
 EVP_PKEY *mh_release_keygen(void)
@@ -267,7 +242,7 @@ static int check_fields(const mh_manifest_t *m, char *err, size_t errlen)
                 "manifest: version: expected 1 to 4 dot-separated numbers of 1 to 9 digits");
         return -1;
     }
-    if (!hardware_valid(m->hardware)) {
+    if (!mh_hardware_valid(m->hardware)) {
         set_err(err, errlen, "manifest: hardware: expected [a-z0-9][a-z0-9._-]{0,31}");
         return -1;
     }
@@ -276,7 +251,7 @@ static int check_fields(const mh_manifest_t *m, char *err, size_t errlen)
                 (long long)MH_RELEASE_MAX_SIZE);
         return -1;
     }
-    if (!hex_lower(m->sha256, MH_RELEASE_HASH_HEX)) {
+    if (!mh_hex_valid(m->sha256, MH_RELEASE_HASH_HEX)) {
         set_err(err, errlen, "manifest: sha256: expected 64 lowercase hex digits");
         return -1;
     }
@@ -294,7 +269,7 @@ static int check_fields(const mh_manifest_t *m, char *err, size_t errlen)
         set_err(err, errlen, "manifest: expires is not after issued");
         return -1;
     }
-    if (!hex_lower(m->key_id, MH_RELEASE_KEY_ID_LEN)) {
+    if (!mh_hex_valid(m->key_id, MH_RELEASE_KEY_ID_LEN)) {
         set_err(err, errlen, "manifest: key_id: expected 16 lowercase hex digits");
         return -1;
     }
@@ -432,12 +407,12 @@ int mh_manifest_parse(const uint8_t *buf, size_t len, mh_manifest_t *m, char *er
         get_int(root, "issued", &m->issued, err, errlen) != 0 ||
         get_int(root, "expires", &m->expires, err, errlen) != 0)
         goto fail;
-    if (!hex_lower(sha, MH_RELEASE_HASH_HEX)) {
+    if (!mh_hex_valid(sha, MH_RELEASE_HASH_HEX)) {
         set_err(err, errlen, "manifest: sha256: expected 64 lowercase hex digits");
         goto fail;
     }
     memcpy(m->sha256, sha, sizeof(m->sha256));
-    if (!hex_lower(key_id, MH_RELEASE_KEY_ID_LEN)) {
+    if (!mh_hex_valid(key_id, MH_RELEASE_KEY_ID_LEN)) {
         set_err(err, errlen, "manifest: key_id: expected 16 lowercase hex digits");
         goto fail;
     }
@@ -554,8 +529,8 @@ int mh_release_log_hash(int64_t seq, const char *prev, const char *manifest_sha2
     char *sig_b64 = NULL;
     char text[sizeof(LOG_PREFIX) + 20 + 1 + 2 * (MH_RELEASE_HASH_HEX + 1) + SIG_B64_LEN + 2];
 
-    if (seq < 1 || !hex_lower(prev, MH_RELEASE_HASH_HEX) ||
-        !hex_lower(manifest_sha256, MH_RELEASE_HASH_HEX))
+    if (seq < 1 || !mh_hex_valid(prev, MH_RELEASE_HASH_HEX) ||
+        !mh_hex_valid(manifest_sha256, MH_RELEASE_HASH_HEX))
         goto fail;
     sig_b64 = mh_base64_encode(sig, MH_RELEASE_SIG_LEN);
     if (sig_b64 == NULL)

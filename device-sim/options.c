@@ -1,5 +1,7 @@
 #include "device-sim/options.h"
 
+#include "common/ids.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -238,21 +240,6 @@ static bool printable(const char *s, size_t max)
     for (size_t i = 0; i < n; i++)
         if (s[i] < 0x20 || s[i] > 0x7e)
             return false;
-    return true;
-}
-
-/* [a-z0-9][a-z0-9._-]{0,31}, as devices.hardware. */
-static bool hardware_name(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 32)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-        if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
-            return false;
-    }
     return true;
 }
 
@@ -500,7 +487,7 @@ static int apply(sim_options_t *o, opt_id_t id, const char *name, const char *v,
         o->firmware_version = v;
         return 0;
     case OPT_HARDWARE:
-        if (!hardware_name(v)) {
+        if (!mh_hardware_valid(v)) {
             set_err(err, errlen, "%s: '%.40s' is not a hardware name ([a-z0-9][a-z0-9._-]{0,31})",
                     name, v);
             return -1;

@@ -2,6 +2,7 @@
 #include "device-sim/release_log.h"
 
 #include "common/alloc.h"
+#include "common/ids.h"
 #include "common/log.h"
 
 #include <stdarg.h>
@@ -34,16 +35,6 @@ const sim_log_entry_t *sim_release_log_find(const sim_release_log_t *log, int64_
     if (seq < 1 || seq > (int64_t)log->n)
         return NULL;
     return &log->v[seq - 1];
-}
-
-static bool is_hex(const char *s, size_t len)
-{
-    if (s == NULL || strlen(s) != len)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return false;
-    return true;
 }
 
 static void set_why(char *why, size_t len, const char *fmt, ...)
@@ -84,8 +75,8 @@ static int parse_entry(const json_t *o, sim_log_entry_t *e, char *why, size_t wh
         goto out;
     }
     e->seq = (int64_t)json_integer_value(seq);
-    if (!is_hex(prev, MH_RELEASE_HASH_HEX) || !is_hex(hash, MH_RELEASE_HASH_HEX) ||
-        !is_hex(msha, MH_RELEASE_HASH_HEX)) {
+    if (!mh_hex_valid(prev, MH_RELEASE_HASH_HEX) || !mh_hex_valid(hash, MH_RELEASE_HASH_HEX) ||
+        !mh_hex_valid(msha, MH_RELEASE_HASH_HEX)) {
         set_why(why, whylen, "log.prev, log.hash or manifest_sha256 is not 64 lowercase hex");
         goto out;
     }

@@ -50,16 +50,6 @@ bool sim_upgrade_reason_is_failure(sim_upgrade_reason_t r)
     return r == SIM_UPG_LOG_UNAVAILABLE || r == SIM_UPG_DOWNLOAD;
 }
 
-static bool is_hex(const char *s, size_t len)
-{
-    if (s == NULL || strlen(s) != len)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return false;
-    return true;
-}
-
 int sim_upgrade_offer_parse(const json_t *upgrade, sim_upgrade_offer_t *out,
                             sim_upgrade_reason_t *reason)
 {
@@ -75,10 +65,10 @@ int sim_upgrade_offer_parse(const json_t *upgrade, sim_upgrade_offer_t *out,
     size_t sig_len = 0;
 
     memset(out, 0, sizeof(*out));
-    if (!json_is_object(upgrade) || !is_hex(release, MH_RELEASE_ID_LEN) || man64 == NULL ||
+    if (!json_is_object(upgrade) || !mh_hex_valid(release, MH_RELEASE_ID_LEN) || man64 == NULL ||
         sig64 == NULL || url == NULL || strlen(url) >= sizeof(out->url) || !json_is_integer(seq) ||
-        json_integer_value(seq) < 1 || !is_hex(prev, MH_RELEASE_HASH_HEX) ||
-        !is_hex(hash, MH_RELEASE_HASH_HEX))
+        json_integer_value(seq) < 1 || !mh_hex_valid(prev, MH_RELEASE_HASH_HEX) ||
+        !mh_hex_valid(hash, MH_RELEASE_HASH_HEX))
         goto fail;
     /* Bounded before decoding: an offer is a few kilobytes at most. */
     if (strlen(man64) > SIM_MAX_MANIFEST_B64 || strlen(sig64) > SIM_MAX_SIGNATURE_B64)

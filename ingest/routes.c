@@ -432,16 +432,6 @@ static bool printable(const char *s)
     return true;
 }
 
-static bool is_lower_hex_id(const char *s, size_t n)
-{
-    if (n != MH_ID_LEN)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return false;
-    return true;
-}
-
 /* The optional "upgrade_report" of a heartbeat. Returns false after answering 400. */
 static bool parse_report(ing_worker_t *w, struct evhttp_request *req, json_t *rep,
                          ing_heartbeat_t *hb)
@@ -469,7 +459,7 @@ static bool parse_report(ing_worker_t *w, struct evhttp_request *req, json_t *re
     json_t *rel = json_object_get(rep, "release");
     json_t *out = json_object_get(rep, "outcome");
     json_t *why = json_object_get(rep, "reason");
-    if (!json_is_string(rel) || !is_lower_hex_id(json_string_value(rel), json_string_length(rel))) {
+    if (!json_is_string(rel) || !mh_id_valid_n(json_string_value(rel), json_string_length(rel))) {
         ing_send_error(w, req, 400, "invalid_field", "upgrade_report.release",
                        "upgrade_report.release must be a release id (32 lowercase hex)", 0);
         return false;

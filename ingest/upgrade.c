@@ -232,16 +232,6 @@ done:
     free(dw);
 }
 
-static bool is_release_id(const char *s, size_t n)
-{
-    if (n != MH_ID_LEN)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return false;
-    return true;
-}
-
 void ing_upgrade_download(ing_worker_t *w, struct evhttp_request *req, const char *id, size_t idlen)
 {
     const ing_device_t *d = ing_authenticate(w, req);
@@ -252,7 +242,7 @@ void ing_upgrade_download(ing_worker_t *w, struct evhttp_request *req, const cha
         ing_send_error(w, req, 405, "method_not_allowed", NULL, "use GET", 0);
         return;
     }
-    if (!is_release_id(id, idlen)) {
+    if (!mh_id_valid_n(id, idlen)) {
         ing_send_error(w, req, 404, "not_found", NULL, "no such release", 0);
         return;
     }

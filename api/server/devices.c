@@ -120,21 +120,11 @@ static int sensor_check(json_t *obj, bool all, const char *where, char *msg, siz
     return 0;
 }
 
-/* The CHECK of devices.hardware (010_upgrade.sql): [a-z0-9][a-z0-9._-]{0,31}. */
-static bool hardware_ok(const json_t *v)
+/* The CHECK of devices.hardware (010_upgrade.sql), on a JSON string with no NUL inside. */
+static bool hardware_ok_json(const json_t *v)
 {
-    if (!json_is_string(v))
-        return false;
-    const char *s = json_string_value(v);
-    size_t n = json_string_length(v);
-    if (n == 0 || n > 32)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        bool alnum = (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9');
-        if (!alnum && (i == 0 || strchr("._-", s[i]) == NULL))
-            return false;
-    }
-    return true;
+    return json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v) &&
+           mh_hardware_valid(json_string_value(v));
 }
 
 /* {"csr": PEM} or {"generate_key": true}, with "name", "sensors" and "hardware" optional. */
@@ -149,7 +139,7 @@ int api_device_register_check(json_t *in, char *msg, size_t msglen)
                        &hardware) != 0)
         return refuse(msg, msglen, "%s (fields: csr, generate_key, name, sensors, hardware)",
                       jerr.text);
-    if (hardware != NULL && !hardware_ok(hardware))
+    if (hardware != NULL && !hardware_ok_json(hardware))
         return refuse(msg, msglen,
                       "hardware: 1 to 32 of a-z 0-9 . _ -, beginning with a letter or a digit");
     if (csr != NULL && (!json_is_string(csr) || json_string_length(csr) == 0 ||

@@ -310,12 +310,7 @@ static void authed(api_server_t *srv, struct evhttp_request *req, api_job_run_fn
 /* A 32-hex id, copied into job->path_id by authed_id, or false. */
 bool api_hex_id(const char *s)
 {
-    if (strlen(s) != 32)
-        return false;
-    for (; *s; s++)
-        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
-            return false;
-    return true;
+    return mh_id_valid(s);
 }
 
 static void authed_id(api_server_t *srv, struct evhttp_request *req, api_job_run_fn run,

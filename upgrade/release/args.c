@@ -351,21 +351,6 @@ static int apply_opt(upg_rel_args_t *a, const seen_opt_t *o, char *err, size_t e
     return 0;
 }
 
-/* The hardware rule of docs/upgrade.md, for a usage error before anything is read. */
-static bool hardware_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > MH_RELEASE_MAX_HARDWARE)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-        if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
-            return false;
-    }
-    return true;
-}
-
 /* What a command needs once its options are applied. */
 static int check_command(upg_rel_args_t *a, char **rest, size_t nrest, char *err, size_t errlen)
 {
@@ -443,7 +428,7 @@ static int check_command(upg_rel_args_t *a, char **rest, size_t nrest, char *err
     default:
         break;
     }
-    if (a->hardware != NULL && !hardware_ok(a->hardware)) {
+    if (a->hardware != NULL && !mh_hardware_valid(a->hardware)) {
         set_err(err, errlen, "--hardware: expected [a-z0-9][a-z0-9._-]{0,31}, got '%.60s'",
                 a->hardware);
         return -1;
