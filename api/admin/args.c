@@ -1,6 +1,7 @@
 #include "admin_internal.h"
 
 #include "common/alloc.h"
+#include "common/argv.h"
 #include "common/provision.h"
 
 #include <errno.h>
@@ -69,14 +70,7 @@ typedef enum opt_id {
     OPT_TO,
 } opt_id_t;
 
-typedef struct opt_def {
-    const char *name;
-    opt_id_t id;
-    bool has_value;
-    unsigned cmds;
-} opt_def_t;
-
-static const opt_def_t opts[] = {
+static const mh_opt_def_t opts[] = {
     {"--pg", OPT_PG, true, ALL_CMDS},
     {"--pki", OPT_PKI, true, ALL_CMDS},
     {"--sql-dir", OPT_SQL_DIR, true, ALL_CMDS},
@@ -97,12 +91,6 @@ static const opt_def_t opts[] = {
     {"--to", OPT_TO, true, CMD_BIT(API_ADMIN_CMD_READINGS)},
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
-
-/* An option as found on the command line, applied once the command is known. */
-typedef struct seen_opt {
-    const opt_def_t *def;
-    const char *value;
-} seen_opt_t;
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -132,14 +120,6 @@ static int parse_num(const char *opt, const char *s, long long min, long long ma
     return 0;
 }
 
-static const opt_def_t *find_opt(const char *arg, size_t namelen)
-{
-    for (size_t i = 0; i < NOPTS; i++)
-        if (strlen(opts[i].name) == namelen && strncmp(opts[i].name, arg, namelen) == 0)
-            return &opts[i];
-    return NULL;
-}
-
 static const char *cmd_name(api_admin_cmd_t cmd)
 {
     switch (cmd) {
@@ -163,8 +143,8 @@ static const char *cmd_name(api_admin_cmd_t cmd)
 }
 
 /* Works out the command from the positional words; *used says how many it took. */
-static int parse_command(char **pos, size_t npos, api_admin_cmd_t *cmd, size_t *used, char *err,
-                         size_t errlen)
+static int parse_command(const char *const *pos, size_t npos, api_admin_cmd_t *cmd, size_t *used,
+                         char *err, size_t errlen)
 {
     if (npos == 0) {
         set_err(err, errlen, "no command given");
@@ -212,7 +192,7 @@ static int parse_command(char **pos, size_t npos, api_admin_cmd_t *cmd, size_t *
     return -1;
 }
 
-static int apply_opt(api_admin_args_t *a, const seen_opt_t *o, char *err, size_t errlen)
+static int apply_opt(api_admin_args_t *a, const mh_opt_seen_t *o, char *err, size_t errlen)
 {
     const char *name = o->def->name;
     long long v = 0;
@@ -297,65 +277,22 @@ static int apply_opt(api_admin_args_t *a, const seen_opt_t *o, char *err, size_t
 int api_admin_args_parse(int argc, char **argv, api_admin_args_t *out, char *err, size_t errlen)
 {
     int rc = -1;
-    size_t n = argc > 1 ? (size_t)argc - 1 : 0;
-    /* Both arrays are bounded by argc; a command line is small. */
-    char **pos = mh_calloc(n + 1, sizeof(*pos));
-    seen_opt_t *seen = mh_calloc(n + 1, sizeof(*seen));
-    size_t npos = 0, nseen = 0, used = 0;
-    bool options_done = false;
+    mh_argv_t av;
+    size_t used = 0;
 
     memset(out, 0, sizeof(*out));
     out->count = 1;
     out->sensors = 1;
     out->days = MH_CERT_DAYS_DEFAULT;
-    err[0] = '\0';
-
-    /* Help wins over everything else, so "meterhub-admin device add --help" helps. */
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--") == 0)
-            break;
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            out->cmd = API_ADMIN_CMD_HELP;
-            rc = 0;
-            goto fail;
-        }
+    if (mh_argv_split(argc, argv, opts, NOPTS, &av, err, errlen) != 0)
+        goto fail;
+    if (av.help) {
+        out->cmd = API_ADMIN_CMD_HELP;
+        rc = 0;
+        goto fail;
     }
-
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (options_done || arg[0] != '-' || arg[1] == '\0') {
-            pos[npos++] = argv[i];
-            continue;
-        }
-        if (strcmp(arg, "--") == 0) {
-            options_done = true;
-            continue;
-        }
-        const char *eq = strchr(arg, '=');
-        size_t namelen = eq ? (size_t)(eq - arg) : strlen(arg);
-        const opt_def_t *def = find_opt(arg, namelen);
-        if (def == NULL) {
-            set_err(err, errlen, "unknown option '%.*s'", (int)namelen, arg);
-            goto fail;
-        }
-        const char *value = NULL;
-        if (def->has_value) {
-            if (eq != NULL) {
-                value = eq + 1;
-            } else if (i + 1 < argc) {
-                value = argv[++i];
-            } else {
-                set_err(err, errlen, "option %s needs a value", def->name);
-                goto fail;
-            }
-        } else if (eq != NULL) {
-            set_err(err, errlen, "option %s takes no value", def->name);
-            goto fail;
-        }
-        seen[nseen].def = def;
-        seen[nseen].value = value;
-        nseen++;
-    }
+    const char *const *pos = av.pos;
+    size_t npos = av.npos;
 
     if (parse_command(pos, npos, &out->cmd, &used, err, errlen) != 0)
         goto fail;
@@ -364,8 +301,8 @@ int api_admin_args_parse(int argc, char **argv, api_admin_args_t *out, char *err
         goto fail;
     }
     /* Options in command line order: the last of a repeated option wins. */
-    for (size_t i = 0; i < nseen; i++)
-        if (apply_opt(out, &seen[i], err, errlen) != 0)
+    for (size_t i = 0; i < av.nseen; i++)
+        if (apply_opt(out, &av.seen[i], err, errlen) != 0)
             goto fail;
 
     size_t want = 0;
@@ -421,7 +358,6 @@ int api_admin_args_parse(int argc, char **argv, api_admin_args_t *out, char *err
     }
     rc = 0;
 fail:
-    free(pos);
-    free(seen);
+    mh_argv_dispose(&av);
     return rc;
 }

@@ -11,30 +11,21 @@
 #     src="$(t_upg_log_source)"         # where the meters read the public log
 #     t_upg_sim "$fleet" NAME --expect-consent FILE ...   # sets T_UPG_RC; NAME.out, NAME.json
 #
-# meterhub-api serves consent (PUT /v1/devices/{id}/upgrades) and the public log
-# (GET /v1/firmware) once its firmware routes are built in. Until then (T_UPG_API=0) consent is
-# set in PostgreSQL, as the API would, and the log is a saved answer of the documented shape
-# made from release_log in PostgreSQL: the meters check it the same way.
+# Owners set consent through meterhub-api (PUT /v1/devices/{id}/upgrades), and the meters read
+# the public log from it (GET /v1/firmware).
 
-T_UPG_API=0
 T_UPG_ACCOUNT=${T_UPG_ACCOUNT:-sim}
 
-# t_upg_start: ingest with the image store, the writer and meterhub-api; T_UPG_API says
-# whether the API serves the firmware routes (then a manage token of $T_UPG_ACCOUNT is in
-# T_UPG_TOKEN).
+# t_upg_start: ingest with the image store, the writer and meterhub-api; a manage token of
+# $T_UPG_ACCOUNT in T_UPG_TOKEN.
 t_upg_start() {
     t_release_env
     mkdir -p "$T_FIRMWARE_STORE"
     T_INGEST_EXTRA="firmware_store = $T_FIRMWARE_STORE" t_start_ingest
     t_start_writer
     t_start_api
-    if [[ "$(t_api GET /v1/firmware)" == 200 ]] && jq -e '.releases' "$T_BODY" >/dev/null; then
-        T_UPG_API=1
-        t_api_account "$T_UPG_ACCOUNT"
-        T_UPG_TOKEN="$(t_api_token "$T_UPG_ACCOUNT" manage)"
-    else
-        _t_log "meterhub-api has no GET /v1/firmware: consent in SQL, the log from PostgreSQL"
-    fi
+    t_api_account "$T_UPG_ACCOUNT"
+    T_UPG_TOKEN="$(t_api_token "$T_UPG_ACCOUNT" manage)"
 }
 
 # t_upg_fleet DIR COUNT: COUNT devices of $T_UPG_ACCOUNT (1 sensor each) into DIR, their
@@ -48,63 +39,28 @@ t_upg_fleet() {
 
 # t_upg_consent DEVICE_ID off|ask|auto: the owner's consent.
 t_upg_consent() {
-    if ((T_UPG_API)); then
-        local code
-        code="$(t_api PUT "/v1/devices/$1/upgrades" "$T_UPG_TOKEN" \
-            -H 'Content-Type: application/json' --data-binary "{\"consent\":\"$2\"}")"
-        [[ "$code" == 200 ]] || {
-            printf 'sim_upgrade_helpers: PUT consent answered %s: %s\n' "$code" "$(cat "$T_BODY")" >&2
-            return 1
-        }
-    else
-        t_psql "UPDATE devices SET upgrade_consent = '$2' WHERE id = '$1'" >/dev/null
-    fi
+    local code
+    code="$(t_api PUT "/v1/devices/$1/upgrades" "$T_UPG_TOKEN" \
+        -H 'Content-Type: application/json' --data-binary "{\"consent\":\"$2\"}")"
+    [[ "$code" == 200 ]] || {
+        printf 'sim_upgrade_helpers: PUT consent answered %s: %s\n' "$code" "$(cat "$T_BODY")" >&2
+        return 1
+    }
 }
 
 # t_upg_approve DEVICE_ID RELEASE: the owner approves a release (consent ask).
 t_upg_approve() {
-    if ((T_UPG_API)); then
-        local code
-        code="$(t_api POST "/v1/devices/$1/upgrades/$2/approve" "$T_UPG_TOKEN")"
-        [[ "$code" == 200 ]] || {
-            printf 'sim_upgrade_helpers: approve answered %s: %s\n' "$code" "$(cat "$T_BODY")" >&2
-            return 1
-        }
-    else
-        t_psql "INSERT INTO upgrade_approvals (did, release_id, account_id)
-                SELECT did, '$2', account_id FROM devices WHERE id = '$1'" >/dev/null
-    fi
+    local code
+    code="$(t_api POST "/v1/devices/$1/upgrades/$2/approve" "$T_UPG_TOKEN")"
+    [[ "$code" == 200 ]] || {
+        printf 'sim_upgrade_helpers: approve answered %s: %s\n' "$code" "$(cat "$T_BODY")" >&2
+        return 1
+    }
 }
 
-# t_upg_log_source: what --release-log gets: the API's URL, or a saved answer written now from
-# PostgreSQL (call it again after publishing). Prints it.
+# t_upg_log_source: what --release-log gets: the URL of meterhub-api's public log.
 t_upg_log_source() {
-    if ((T_UPG_API)); then
-        printf 'https://127.0.0.1:%s/v1/firmware\n' "$T_API_PORT"
-        return
-    fi
-    local out="$T_WORK/firmware-log.json"
-    # The shape of GET /v1/firmware (docs/api.md), one page; base64 without PostgreSQL's line
-    # breaks.
-    t_psql "
-      SELECT json_build_object(
-        'releases', coalesce(json_agg(json_build_object(
-            'release', r.id, 'version', r.version, 'hardware', r.hardware, 'size', r.size,
-            'image_sha256', r.image_sha256, 'manifest_sha256', l.manifest_sha256,
-            'manifest', translate(encode(r.manifest, 'base64'), E'\\n', ''),
-            'signature', translate(encode(l.signature, 'base64'), E'\\n', ''),
-            'key_id', r.key_id, 'key_fingerprint', k.fingerprint,
-            'issued', extract(epoch FROM r.issued_at)::bigint,
-            'expires', extract(epoch FROM r.expires_at)::bigint, 'notes', r.notes,
-            'published_at', to_char(l.published_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-            'log', json_build_object('seq', l.seq, 'prev', l.prev_hash, 'hash', l.entry_hash))
-          ORDER BY l.seq), '[]'::json),
-        'log_head', (SELECT json_build_object('seq', seq, 'hash', entry_hash) FROM release_log
-                     ORDER BY seq DESC LIMIT 1),
-        'next_after', NULL)
-      FROM release_log l JOIN releases r ON r.id = l.release_id
-      JOIN release_keys k ON k.key_id = r.key_id" >"$out"
-    printf '%s\n' "$out"
+    printf 'https://127.0.0.1:%s/v1/firmware\n' "$T_API_PORT"
 }
 
 # t_upg_sim FLEET_DIR NAME [ARGS...]: meterhub-sim's upgrade scenario against this test's ingest

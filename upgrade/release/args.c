@@ -2,6 +2,7 @@
 #include "release_internal.h"
 
 #include "common/alloc.h"
+#include "common/argv.h"
 #include "common/ids.h"
 
 #include <errno.h>
@@ -72,38 +73,28 @@ typedef enum opt_id {
     OPT_DEVICES,
 } opt_id_t;
 
-typedef struct opt_def {
-    const char *name;
-    opt_id_t id;
-    unsigned cmds;
-} opt_def_t;
-
-/* Every option takes a value. */
-static const opt_def_t opts[] = {
-    {"--pg", OPT_PG, DB_CMDS},
-    {"--store", OPT_STORE, CMD_BIT(UPG_REL_CMD_PUBLISH)},
-    {"--trusted-keys", OPT_TRUSTED_KEYS, CMD_BIT(UPG_REL_CMD_PUBLISH)},
-    {"--out", OPT_OUT, CMD_BIT(UPG_REL_CMD_KEYGEN) | CMD_BIT(UPG_REL_CMD_SIGN)},
-    {"--key", OPT_KEY, CMD_BIT(UPG_REL_CMD_SIGN)},
-    {"--image", OPT_IMAGE, CMD_BIT(UPG_REL_CMD_SIGN)},
-    {"--version", OPT_VERSION, CMD_BIT(UPG_REL_CMD_SIGN)},
-    {"--hardware", OPT_HARDWARE, CMD_BIT(UPG_REL_CMD_SIGN) | CMD_BIT(UPG_REL_CMD_ROLLOUT_CREATE)},
-    {"--expires", OPT_EXPIRES, CMD_BIT(UPG_REL_CMD_SIGN)},
-    {"--notes", OPT_NOTES, CMD_BIT(UPG_REL_CMD_SIGN)},
-    {"--notes-file", OPT_NOTES_FILE, CMD_BIT(UPG_REL_CMD_SIGN)},
-    {"--signature", OPT_SIGNATURE, CMD_BIT(UPG_REL_CMD_PUBLISH)},
-    {"--release", OPT_RELEASE, CMD_BIT(UPG_REL_CMD_ROLLOUT_CREATE)},
-    {"--percent", OPT_PERCENT,
+/* Every option of meterhub-release takes a value. */
+static const mh_opt_def_t opts[] = {
+    {"--pg", OPT_PG, true, DB_CMDS},
+    {"--store", OPT_STORE, true, CMD_BIT(UPG_REL_CMD_PUBLISH)},
+    {"--trusted-keys", OPT_TRUSTED_KEYS, true, CMD_BIT(UPG_REL_CMD_PUBLISH)},
+    {"--out", OPT_OUT, true, CMD_BIT(UPG_REL_CMD_KEYGEN) | CMD_BIT(UPG_REL_CMD_SIGN)},
+    {"--key", OPT_KEY, true, CMD_BIT(UPG_REL_CMD_SIGN)},
+    {"--image", OPT_IMAGE, true, CMD_BIT(UPG_REL_CMD_SIGN)},
+    {"--version", OPT_VERSION, true, CMD_BIT(UPG_REL_CMD_SIGN)},
+    {"--hardware", OPT_HARDWARE, true,
+     CMD_BIT(UPG_REL_CMD_SIGN) | CMD_BIT(UPG_REL_CMD_ROLLOUT_CREATE)},
+    {"--expires", OPT_EXPIRES, true, CMD_BIT(UPG_REL_CMD_SIGN)},
+    {"--notes", OPT_NOTES, true, CMD_BIT(UPG_REL_CMD_SIGN)},
+    {"--notes-file", OPT_NOTES_FILE, true, CMD_BIT(UPG_REL_CMD_SIGN)},
+    {"--signature", OPT_SIGNATURE, true, CMD_BIT(UPG_REL_CMD_PUBLISH)},
+    {"--release", OPT_RELEASE, true, CMD_BIT(UPG_REL_CMD_ROLLOUT_CREATE)},
+    {"--percent", OPT_PERCENT, true,
      CMD_BIT(UPG_REL_CMD_ROLLOUT_CREATE) | CMD_BIT(UPG_REL_CMD_ROLLOUT_RESUME) |
          CMD_BIT(UPG_REL_CMD_ROLLOUT_SET)},
-    {"--devices", OPT_DEVICES, CMD_BIT(UPG_REL_CMD_ROLLOUT_CREATE)},
+    {"--devices", OPT_DEVICES, true, CMD_BIT(UPG_REL_CMD_ROLLOUT_CREATE)},
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
-
-typedef struct seen_opt {
-    const opt_def_t *def;
-    const char *value;
-} seen_opt_t;
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -173,14 +164,6 @@ static int parse_id(const char *s, int64_t *out)
     return 0;
 }
 
-static const opt_def_t *find_opt(const char *arg, size_t namelen)
-{
-    for (size_t i = 0; i < NOPTS; i++)
-        if (strlen(opts[i].name) == namelen && strncmp(opts[i].name, arg, namelen) == 0)
-            return &opts[i];
-    return NULL;
-}
-
 static const char *cmd_name(upg_rel_cmd_t cmd)
 {
     switch (cmd) {
@@ -227,8 +210,8 @@ static const struct {
 };
 
 /* Works out the command from the positional words; *used says how many it took. */
-static int parse_command(char **pos, size_t npos, upg_rel_cmd_t *cmd, size_t *used, char *err,
-                         size_t errlen)
+static int parse_command(const char *const *pos, size_t npos, upg_rel_cmd_t *cmd, size_t *used,
+                         char *err, size_t errlen)
 {
     if (npos == 0) {
         set_err(err, errlen, "no command given");
@@ -260,7 +243,7 @@ static int parse_command(char **pos, size_t npos, upg_rel_cmd_t *cmd, size_t *us
     return -1;
 }
 
-static int apply_opt(upg_rel_args_t *a, const seen_opt_t *o, char *err, size_t errlen)
+static int apply_opt(upg_rel_args_t *a, const mh_opt_seen_t *o, char *err, size_t errlen)
 {
     const char *name = o->def->name;
     const char *v = o->value;
@@ -352,7 +335,8 @@ static int apply_opt(upg_rel_args_t *a, const seen_opt_t *o, char *err, size_t e
 }
 
 /* What a command needs once its options are applied. */
-static int check_command(upg_rel_args_t *a, char **rest, size_t nrest, char *err, size_t errlen)
+static int check_command(upg_rel_args_t *a, const char *const *rest, size_t nrest, char *err,
+                         size_t errlen)
 {
     const char *cmd = cmd_name(a->cmd);
     size_t min = 0, max = 0;
@@ -439,58 +423,20 @@ static int check_command(upg_rel_args_t *a, char **rest, size_t nrest, char *err
 int upg_rel_args_parse(int argc, char **argv, upg_rel_args_t *out, char *err, size_t errlen)
 {
     int rc = -1;
-    size_t n = argc > 1 ? (size_t)argc - 1 : 0;
-    /* Both arrays are bounded by argc; a command line is small. */
-    char **pos = mh_calloc(n + 1, sizeof(*pos));
-    seen_opt_t *seen = mh_calloc(n + 1, sizeof(*seen));
-    size_t npos = 0, nseen = 0, used = 0;
-    bool options_done = false;
+    mh_argv_t av;
+    size_t used = 0;
 
     memset(out, 0, sizeof(*out));
     out->expires_s = (int64_t)(UPG_REL_EXPIRES_DEFAULT_DAYS * 86400);
-    err[0] = '\0';
-
-    /* Help wins over everything else, so "meterhub-release sign --help" helps. */
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--") == 0)
-            break;
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            out->cmd = UPG_REL_CMD_HELP;
-            rc = 0;
-            goto fail;
-        }
+    if (mh_argv_split(argc, argv, opts, NOPTS, &av, err, errlen) != 0)
+        goto fail;
+    if (av.help) {
+        out->cmd = UPG_REL_CMD_HELP;
+        rc = 0;
+        goto fail;
     }
-
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (options_done || arg[0] != '-' || arg[1] == '\0') {
-            pos[npos++] = argv[i];
-            continue;
-        }
-        if (strcmp(arg, "--") == 0) {
-            options_done = true;
-            continue;
-        }
-        const char *eq = strchr(arg, '=');
-        size_t namelen = eq ? (size_t)(eq - arg) : strlen(arg);
-        const opt_def_t *def = find_opt(arg, namelen);
-        if (def == NULL) {
-            set_err(err, errlen, "unknown option '%.*s'", (int)(namelen > 60 ? 60 : namelen), arg);
-            goto fail;
-        }
-        const char *value = NULL;
-        if (eq != NULL) {
-            value = eq + 1;
-        } else if (i + 1 < argc) {
-            value = argv[++i];
-        } else {
-            set_err(err, errlen, "option %s needs a value", def->name);
-            goto fail;
-        }
-        seen[nseen].def = def;
-        seen[nseen].value = value;
-        nseen++;
-    }
+    const char *const *pos = av.pos;
+    size_t npos = av.npos;
 
     if (parse_command(pos, npos, &out->cmd, &used, err, errlen) != 0)
         goto fail;
@@ -499,14 +445,13 @@ int upg_rel_args_parse(int argc, char **argv, upg_rel_args_t *out, char *err, si
         goto fail;
     }
     /* Options in command line order: the last of a repeated option wins. */
-    for (size_t i = 0; i < nseen; i++)
-        if (apply_opt(out, &seen[i], err, errlen) != 0)
+    for (size_t i = 0; i < av.nseen; i++)
+        if (apply_opt(out, &av.seen[i], err, errlen) != 0)
             goto fail;
     if (check_command(out, pos + used, npos - used, err, errlen) != 0)
         goto fail;
     rc = 0;
 fail:
-    free(pos);
-    free(seen);
+    mh_argv_dispose(&av);
     return rc;
 }
