@@ -39,10 +39,11 @@ struct mh_pgasync {
     struct event *retry_ev;
     int backoff_ms;
     bool down_logged;
-    pga_job_t jobs;        /* list head (sentinel), oldest first */
-    pga_job_t *running;    /* the job whose statement is on the connection, or NULL */
-    PGresult *result;      /* the running statement's result, while libpq waits for the rest */
-    struct event *kick_ev; /* starts the next job from the loop */
+    pga_job_t jobs;         /* list head (sentinel), oldest first */
+    pga_job_t *running;     /* the job whose statement is on the connection, or NULL */
+    PGresult *result;       /* the running statement's result, while libpq waits for the rest */
+    struct event *kick_ev;  /* starts the next job from the loop */
+    unsigned long finished; /* jobs answered so far */
 };
 
 static void io_cb(evutil_socket_t fd, short what, void *arg);
@@ -65,6 +66,7 @@ static void job_finish(pga_job_t *job, const PGresult *res, const char *err)
     job->prev->next = job->next;
     job->next->prev = job->prev;
     pa->nqueued--;
+    pa->finished++;
     if (pa->running == job)
         pa->running = NULL;
     mh_pgasync_cb cb = job->cb;
@@ -273,9 +275,15 @@ static void job_timer_cb(evutil_socket_t fd, short what, void *arg)
     pga_job_t *job = arg;
     mh_pgasync_t *pa = job->pa;
     if (job == pa->running) {
-        /* The statement is on the wire: the only way to stop waiting for it is to drop the
-         * connection, which makes the server cancel it. */
-        went_down(pa, "query timed out");
+        /* A busy loop may run this timer before the socket event of an answer that has
+         * arrived: read what is there first. */
+        unsigned long finished = pa->finished;
+        consume(pa);
+        if (pa->finished == finished && pa->state == PGA_BUSY) {
+            /* The statement is still out: the only way to stop waiting for it is to drop the
+             * connection, which makes the server cancel it. */
+            went_down(pa, "query timed out");
+        }
         return;
     }
     job_finish(job, NULL, job->fail ? job->fail : "query timed out waiting for the connection");
@@ -377,6 +385,11 @@ void mh_pgasync_one_line(const char *msg, char *out, size_t outlen)
     }
     if (outlen > 0)
         out[n] = '\0';
+}
+
+long mh_pgasync_pending(const mh_pgasync_t *pa)
+{
+    return pa->nqueued;
 }
 
 bool mh_pgasync_connected(const mh_pgasync_t *pa)

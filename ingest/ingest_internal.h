@@ -113,6 +113,7 @@ typedef struct ing_metrics {
 typedef struct ing_server ing_server_t;
 typedef struct ing_worker ing_worker_t;
 typedef struct ing_conn ing_conn_t;
+typedef struct ing_upgrade ing_upgrade_t;
 
 /* One TLS connection of a worker; freed with its SSL object (ex_data free callback). */
 struct ing_conn {
@@ -168,7 +169,7 @@ struct ing_worker {
     struct event *stop_ev;
     ing_directory_t *dir; /* owned reference */
     ing_redis_t redis;
-    mh_pgasync_t *pg;    /* offers and downloads (owned); NULL when firmware is off */
+    ing_upgrade_t *upg;  /* offers and downloads (upgrade.c, owned); NULL when firmware is off */
     ing_conn_t conns;    /* list head (sentinel) */
     ing_parked_t parked; /* list head (sentinel) */
     ing_metrics_t metrics;
@@ -235,6 +236,10 @@ void ing_queue_heartbeat(ing_worker_t *w, struct evhttp_request *req, const ing_
                          json_t *upgrade);
 
 /* upgrade.c: firmware offers and downloads (docs/upgrade.md). Worker thread. */
+/* Sets up w->upg (its PostgreSQL connection) when ingest.firmware_store is set. 0 or -1. */
+int ing_upgrade_start(ing_worker_t *w);
+/* Answers every heartbeat and download still waiting, and frees w->upg. */
+void ing_upgrade_stop(ing_worker_t *w);
 /* Decides the heartbeat's offer (and records its report) with PostgreSQL, then queues it. */
 void ing_upgrade_heartbeat(ing_worker_t *w, struct evhttp_request *req, const ing_heartbeat_t *hb);
 /* GET /firmware/<id>. */

@@ -310,12 +310,8 @@ static int worker_init(ing_worker_t *w, ing_server_t *srv, int index)
     event_add(w->tick_ev, &tick);
     if (ing_redisq_start(w) != 0)
         goto fail;
-    if (c->firmware_store != NULL && c->firmware_store[0] != '\0') {
-        w->pg = mh_pgasync_new(w->base, srv->cfg->pg.conninfo, "meterhub-ingest-upgrade",
-                               c->upgrade_timeout_ms, c->max_inflight);
-        if (w->pg == NULL)
-            goto fail;
-    }
+    if (ing_upgrade_start(w) != 0)
+        goto fail;
     return 0;
 fail:
     mh_log(MH_LOG_ERROR, "ingest: cannot set up worker %d", index);
@@ -327,8 +323,7 @@ static void worker_dispose(ing_worker_t *w)
     if (w->base == NULL)
         return;
     ing_redisq_stop(w);
-    mh_pgasync_free(w->pg); /* answers the requests still waiting for it */
-    w->pg = NULL;
+    ing_upgrade_stop(w);
     ing_routes_unpark_all(w);
     /* Frees every connection; their SSL ex_data callbacks unlink them. */
     if (w->http != NULL)

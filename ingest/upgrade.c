@@ -2,8 +2,8 @@
  * Firmware on the device wire (docs/upgrade.md): the offer in a heartbeat's answer, the
  * outcome a meter reports, and GET /firmware/<release-id>.
  *
- * PostgreSQL decides everything (upg_heartbeat, upg_download in deploy/sql/010_upgrade.sql),
- * asked without blocking the worker through its own connection (w->pg). When it cannot be
+ * PostgreSQL decides everything (upg_heartbeats of deploy/sql/012, upg_download of 010), asked
+ * without blocking the worker through its own connection (w->upg->pg). When it cannot be
  * asked, the answer is the safe one: a heartbeat gets no offer, a download gets 503, and a
  * report, which must not be lost, gets 503 so the meter sends it again.
  */
@@ -25,20 +25,49 @@
 
 #define UPG_RETRY_AFTER 2
 
+/* Heartbeats go to PostgreSQL in batches: those that arrive while a batch is out wait for the
+ * next one, up to HB_BATCH_MAX in a call. Beyond HB_PENDING_MAX waiting, the worker is
+ * overloaded and sheds: a heartbeat is answered at once without an offer (a report gets 503),
+ * rather than after a wait that would only end in a timeout. */
+#define HB_BATCH_MAX 256
+/* Download checks come in bursts (a rollout reaches many meters within one heartbeat period):
+ * they are spread over a few connections, each running one at a time. */
+#define FETCH_CONNS 4
+#define HB_PENDING_MAX 4096
+
 /* encode(..., 'base64') wraps lines at 76 characters: the offer wants one line. */
-static const char heartbeat_sql[] =
-    "SELECT status, release_id, translate(encode(manifest, 'base64'), E'\\n', ''),"
+static const char heartbeats_sql[] =
+    "SELECT ord, status, release_id, translate(encode(manifest, 'base64'), E'\\n', ''),"
     " translate(encode(signature, 'base64'), E'\\n', ''), log_seq, log_prev, log_hash"
-    " FROM upg_heartbeat($1::bigint, $2, $3::boolean, $4, $5, $6)";
+    " FROM upg_heartbeats($1::jsonb)";
+#define HB_NCOLS 8
 
 static const char download_sql[] =
     "SELECT status, image_sha256, size FROM upg_download($1::bigint, $2, $3::bigint, $4::bigint)";
 
-typedef struct hb_wait {
-    ing_worker_t *w;
+typedef struct hb_wait hb_wait_t;
+struct hb_wait {
+    hb_wait_t *next;
     struct evhttp_request *req;
     ing_heartbeat_t hb;
-} hb_wait_t;
+};
+
+/* One call of upg_heartbeats: the heartbeats it decides, in the order sent. */
+typedef struct hb_batch {
+    ing_worker_t *w;
+    size_t n;
+    hb_wait_t *v[HB_BATCH_MAX];
+} hb_batch_t;
+
+struct ing_upgrade {
+    mh_pgasync_t *pg;                    /* heartbeat batches */
+    mh_pgasync_t *pg_fetch[FETCH_CONNS]; /* download checks: never queued behind a batch */
+    hb_wait_t *head, *tail;              /* waiting for the next batch (owned) */
+    size_t npending;
+    bool inflight; /* a batch is out */
+    bool stopping;
+    struct event *flush_ev;
+};
 
 typedef struct dl_wait {
     ing_worker_t *w;
@@ -68,24 +97,23 @@ static bool one_row(const PGresult *res, int ncols)
            PQnfields(res) == ncols;
 }
 
-static json_t *offer_json(const PGresult *res)
+static json_t *offer_json(const PGresult *res, int row)
 {
     char url[sizeof("/firmware/") + MH_ID_LEN];
-    snprintf(url, sizeof(url), "/firmware/%s", PQgetvalue(res, 0, 1));
-    return json_pack("{s:s, s:s, s:s, s:{s:I, s:s, s:s}, s:s}", "release", PQgetvalue(res, 0, 1),
-                     "manifest", PQgetvalue(res, 0, 2), "signature", PQgetvalue(res, 0, 3), "log",
-                     "seq", (json_int_t)strtoll(PQgetvalue(res, 0, 4), NULL, 10), "prev",
-                     PQgetvalue(res, 0, 5), "hash", PQgetvalue(res, 0, 6), "url", url);
+    snprintf(url, sizeof(url), "/firmware/%s", PQgetvalue(res, row, 2));
+    return json_pack("{s:s, s:s, s:s, s:{s:I, s:s, s:s}, s:s}", "release", PQgetvalue(res, row, 2),
+                     "manifest", PQgetvalue(res, row, 3), "signature", PQgetvalue(res, row, 4),
+                     "log", "seq", (json_int_t)strtoll(PQgetvalue(res, row, 5), NULL, 10), "prev",
+                     PQgetvalue(res, row, 6), "hash", PQgetvalue(res, row, 7), "url", url);
 }
 
-static void heartbeat_done(const PGresult *res, const char *err, void *arg)
+/* Answers one heartbeat from row `row` of its batch's result, or, with res NULL, as PostgreSQL
+ * could not decide it: no offer, and 503 for a report that must not be lost. Frees hw. */
+static void answer_heartbeat(ing_worker_t *w, hb_wait_t *hw, const PGresult *res, int row)
 {
-    hb_wait_t *hw = arg;
-    ing_worker_t *w = hw->w;
     json_t *offer = NULL;
 
-    if (!one_row(res, 7)) {
-        note_failure(w, "the firmware offer check", res, err);
+    if (res == NULL) {
         if (hw->hb.has_report) {
             ing_send_error(w, hw->req, 503, "upgrade_unavailable", NULL,
                            "the upgrade report could not be recorded; send it again",
@@ -96,7 +124,7 @@ static void heartbeat_done(const PGresult *res, const char *err, void *arg)
         ing_queue_heartbeat(w, hw->req, &hw->hb, NULL);
         goto done;
     }
-    const char *status = PQgetvalue(res, 0, 0);
+    const char *status = PQgetvalue(res, row, 1);
     if (strcmp(status, "not_offered") == 0) {
         ing_send_error(w, hw->req, 409, "not_offered", "upgrade_report",
                        "upgrade_report names a release this device was not offered", 0);
@@ -105,7 +133,7 @@ static void heartbeat_done(const PGresult *res, const char *err, void *arg)
     if (hw->hb.has_report)
         atomic_fetch_add_explicit(&w->metrics.firmware_reports, 1, memory_order_relaxed);
     if (strcmp(status, "offer") == 0) {
-        offer = offer_json(res);
+        offer = offer_json(res, row);
         if (offer != NULL)
             atomic_fetch_add_explicit(&w->metrics.firmware_offers, 1, memory_order_relaxed);
     }
@@ -115,9 +143,79 @@ done:
     free(hw);
 }
 
+static void batch_done(const PGresult *res, const char *err, void *arg)
+{
+    hb_batch_t *b = arg;
+    ing_worker_t *w = b->w;
+    ing_upgrade_t *u = w->upg;
+
+    u->inflight = false;
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) != HB_NCOLS) {
+        note_failure(w, "the firmware offer check", res, err);
+        res = NULL;
+    }
+    for (int row = 0; res != NULL && row < PQntuples(res); row++) {
+        long long ord = strtoll(PQgetvalue(res, row, 0), NULL, 10);
+        if (ord < 1 || (size_t)ord > b->n || b->v[ord - 1] == NULL)
+            continue;
+        answer_heartbeat(w, b->v[ord - 1], res, row);
+        b->v[ord - 1] = NULL;
+    }
+    /* Any heartbeat the answer left out is answered as undecided. */
+    for (size_t i = 0; i < b->n; i++)
+        if (b->v[i] != NULL)
+            answer_heartbeat(w, b->v[i], NULL, -1);
+    free(b);
+    if (u->npending > 0 && !u->stopping)
+        event_active(u->flush_ev, EV_TIMEOUT, 0);
+}
+
+static json_t *batch_element(const ing_heartbeat_t *hb)
+{
+    json_t *e = json_pack("{s:I, s:s, s:b}", "did", (json_int_t)hb->did, "version",
+                          hb->firmware_version, "remote", hb->remote_upgrade);
+    if (e != NULL && hb->has_report) {
+        json_object_set_new(e, "release", json_string(hb->report_release));
+        json_object_set_new(e, "outcome", json_string(hb->report_outcome));
+        if (hb->report_reason[0] != '\0')
+            json_object_set_new(e, "reason", json_string(hb->report_reason));
+    }
+    return e;
+}
+
+/* Sends the heartbeats waiting, up to HB_BATCH_MAX, unless a batch is already out. */
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    ing_worker_t *w = arg;
+    ing_upgrade_t *u = w->upg;
+    if (u->inflight || u->npending == 0 || u->stopping)
+        return;
+    hb_batch_t *b = mh_calloc(1, sizeof(*b));
+    b->w = w;
+    json_t *arr = json_array();
+    while (u->head != NULL && b->n < HB_BATCH_MAX) {
+        hb_wait_t *hw = u->head;
+        u->head = hw->next;
+        if (u->head == NULL)
+            u->tail = NULL;
+        u->npending--;
+        hw->next = NULL;
+        b->v[b->n++] = hw;
+        json_array_append_new(arr, batch_element(&hw->hb));
+    }
+    char *text = json_dumps(arr, JSON_COMPACT);
+    json_decref(arr);
+    const char *params[1] = {text};
+    u->inflight = true;
+    if (text == NULL || mh_pgasync_query(u->pg, heartbeats_sql, 1, params, batch_done, b) != 0)
+        batch_done(NULL, "cannot send the batch", b);
+    free(text);
+}
+
 void ing_upgrade_heartbeat(ing_worker_t *w, struct evhttp_request *req, const ing_heartbeat_t *hb)
 {
-    if (w->pg == NULL) {
+    ing_upgrade_t *u = w->upg;
+    if (u == NULL) {
         if (hb->has_report) {
             ing_send_error(w, req, 409, "not_offered", "upgrade_report",
                            "this service offers no firmware", 0);
@@ -128,19 +226,63 @@ void ing_upgrade_heartbeat(ing_worker_t *w, struct evhttp_request *req, const in
     }
     /* Asked even when the meter's flag is off: its open offers must then be withdrawn. */
     hb_wait_t *hw = mh_calloc(1, sizeof(*hw));
-    hw->w = w;
     hw->req = req;
     hw->hb = *hb;
-    char did[24];
-    snprintf(did, sizeof(did), "%" PRIu64, hb->did);
-    const char *params[6] = {did,
-                             hb->firmware_version,
-                             hb->remote_upgrade ? "true" : "false",
-                             hb->has_report ? hw->hb.report_release : NULL,
-                             hb->has_report ? hb->report_outcome : NULL,
-                             hb->has_report && hb->report_reason[0] ? hw->hb.report_reason : NULL};
-    if (mh_pgasync_query(w->pg, heartbeat_sql, 6, params, heartbeat_done, hw) != 0)
-        heartbeat_done(NULL, "too many checks waiting", hw);
+    if (u->npending >= HB_PENDING_MAX) {
+        note_failure(w, "the firmware offer check", NULL, "too many heartbeats waiting");
+        answer_heartbeat(w, hw, NULL, -1);
+        return;
+    }
+    if (u->tail != NULL)
+        u->tail->next = hw;
+    else
+        u->head = hw;
+    u->tail = hw;
+    u->npending++;
+    /* At the end of this loop turn, so that the heartbeats of the turn go together. */
+    if (!u->inflight)
+        event_active(u->flush_ev, EV_TIMEOUT, 0);
+}
+
+int ing_upgrade_start(ing_worker_t *w)
+{
+    const ing_conf_t *c = &w->srv->cfg->ingest;
+    if (c->firmware_store == NULL || c->firmware_store[0] == '\0')
+        return 0;
+    ing_upgrade_t *u = mh_calloc(1, sizeof(*u));
+    w->upg = u;
+    u->flush_ev = event_new(w->base, -1, 0, flush_cb, w);
+    /* One batch at a time on one connection; downloads one query each on another. */
+    u->pg = mh_pgasync_new(w->base, w->srv->cfg->pg.conninfo, "meterhub-ingest-upgrade",
+                           c->upgrade_timeout_ms, 2);
+    bool ok = u->flush_ev != NULL && u->pg != NULL;
+    for (int i = 0; i < FETCH_CONNS; i++) {
+        u->pg_fetch[i] =
+            mh_pgasync_new(w->base, w->srv->cfg->pg.conninfo, "meterhub-ingest-download",
+                           c->upgrade_timeout_ms, c->max_inflight);
+        ok = ok && u->pg_fetch[i] != NULL;
+    }
+    return ok ? 0 : -1;
+}
+
+void ing_upgrade_stop(ing_worker_t *w)
+{
+    ing_upgrade_t *u = w->upg;
+    if (u == NULL)
+        return;
+    u->stopping = true;
+    mh_pgasync_free(u->pg); /* answers the batch and the downloads still out */
+    for (int i = 0; i < FETCH_CONNS; i++)
+        mh_pgasync_free(u->pg_fetch[i]);
+    while (u->head != NULL) {
+        hb_wait_t *hw = u->head;
+        u->head = hw->next;
+        answer_heartbeat(w, hw, NULL, -1);
+    }
+    if (u->flush_ev != NULL)
+        event_free(u->flush_ev);
+    free(u);
+    w->upg = NULL;
 }
 
 static void count_status(ing_worker_t *w, int status)
@@ -166,12 +308,17 @@ static void send_image(ing_worker_t *w, struct evhttp_request *req, const dl_wai
         return;
     }
     struct stat st;
-    if (upg_store_path(w->srv->cfg->ingest.firmware_store, digest, path, sizeof(path)) != 0 ||
-        (fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0 || fstat(fd, &st) != 0 ||
-        !S_ISREG(st.st_mode) || st.st_size != size) {
-        mh_log(MH_LOG_ERROR, "worker %d: firmware store: %s is %s (release %s, %" PRId64 " bytes)",
-               w->index, path, fd < 0 ? strerror(errno) : "not the published size", dw->release,
-               size);
+    const char *why = NULL;
+    path[0] = '\0';
+    if (upg_store_path(w->srv->cfg->ingest.firmware_store, digest, path, sizeof(path)) != 0)
+        why = "not a valid store path";
+    else if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0 || fstat(fd, &st) != 0)
+        why = strerror(errno);
+    else if (!S_ISREG(st.st_mode) || st.st_size != size)
+        why = "not a file of the published size";
+    if (why != NULL) {
+        mh_log(MH_LOG_ERROR, "worker %d: firmware store: %s: %s (release %s, %" PRId64 " bytes)",
+               w->index, path[0] ? path : digest, why, dw->release, size);
         if (fd >= 0)
             close(fd);
         ing_send_error(w, req, 503, "image_unavailable", NULL,
@@ -248,7 +395,7 @@ void ing_upgrade_download(ing_worker_t *w, struct evhttp_request *req, const cha
     }
     if (ing_rate_limited(w, req, d))
         return;
-    if (w->pg == NULL) {
+    if (w->upg == NULL) {
         atomic_fetch_add_explicit(&w->metrics.firmware_refused, 1, memory_order_relaxed);
         ing_send_error(w, req, 403, "not_offered", NULL, "this service offers no firmware", 0);
         return;
@@ -284,6 +431,10 @@ void ing_upgrade_download(ing_worker_t *w, struct evhttp_request *req, const cha
         break;
     }
     const char *params[4] = {did, dw->release, pfirst, plast};
-    if (mh_pgasync_query(w->pg, download_sql, 4, params, download_done, dw) != 0)
+    mh_pgasync_t *pg = w->upg->pg_fetch[0];
+    for (int i = 1; i < FETCH_CONNS; i++)
+        if (mh_pgasync_pending(w->upg->pg_fetch[i]) < mh_pgasync_pending(pg))
+            pg = w->upg->pg_fetch[i];
+    if (mh_pgasync_query(pg, download_sql, 4, params, download_done, dw) != 0)
         download_done(NULL, "too many checks waiting", dw);
 }

@@ -243,12 +243,17 @@ BEGIN
     END IF;
 
     SELECT * INTO rel FROM releases r WHERE r.id = cand_release;
-    INSERT INTO upgrade_offers AS o (did, release_id, account_id, rollout_id, state)
-    VALUES (p_did, rel.id, dev.account_id, cand_rollout, 'offered')
-    ON CONFLICT (did, release_id) DO UPDATE
-        SET state = 'offered', rollout_id = EXCLUDED.rollout_id, offered_at = now(),
-            changed_at = now(), reason = NULL
-        WHERE o.state = 'withdrawn';
+    -- An offer already open is left alone (no row lock: a download check of the same device
+    -- must not wait for this transaction); a withdrawn one is made again; a new one inserted.
+    UPDATE upgrade_offers o
+       SET state = 'offered', rollout_id = cand_rollout, offered_at = now(), changed_at = now(),
+           reason = NULL
+     WHERE o.did = p_did AND o.release_id = rel.id AND o.state = 'withdrawn';
+    IF NOT FOUND THEN
+        INSERT INTO upgrade_offers (did, release_id, account_id, rollout_id, state)
+        VALUES (p_did, rel.id, dev.account_id, cand_rollout, 'offered')
+        ON CONFLICT (did, release_id) DO NOTHING;
+    END IF;
     IF FOUND THEN
         PERFORM upg_audit(dev.account_id, 'firmware_offered', dev.id,
                           jsonb_build_object('release', rel.id, 'version', rel.version,
@@ -294,20 +299,23 @@ BEGIN
        AND (d.upgrade_consent = 'auto'
             OR (d.upgrade_consent = 'ask'
                 AND EXISTS (SELECT 1 FROM upgrade_approvals a
-                            WHERE a.did = p_did AND a.release_id = p_release)))
-       FOR UPDATE OF o;
+                            WHERE a.did = p_did AND a.release_id = p_release)));
     IF NOT FOUND THEN
         status := 'not_offered';
         RETURN NEXT;
         RETURN;
     END IF;
+    -- Only the response that reaches the last byte writes (and audits), once: the others only
+    -- read, and never wait for a heartbeat of the same device.
     IF r.state = 'offered' AND (p_first IS NULL OR p_first < r.len)
        AND (p_last IS NULL OR p_last >= r.len - 1) THEN
         UPDATE upgrade_offers o SET state = 'downloaded', downloaded_at = now(), changed_at = now()
-         WHERE o.did = p_did AND o.release_id = p_release;
-        PERFORM upg_audit(r.account_id, 'firmware_downloaded', r.device_id,
-                          jsonb_build_object('release', p_release, 'version', r.version,
-                                             'image_sha256', r.digest));
+         WHERE o.did = p_did AND o.release_id = p_release AND o.state = 'offered';
+        IF FOUND THEN
+            PERFORM upg_audit(r.account_id, 'firmware_downloaded', r.device_id,
+                              jsonb_build_object('release', p_release, 'version', r.version,
+                                                 'image_sha256', r.digest));
+        END IF;
     END IF;
     status := 'ok';
     image_sha256 := r.digest;
