@@ -244,11 +244,13 @@ BEGIN
 
     SELECT * INTO rel FROM releases r WHERE r.id = cand_release;
     -- An offer already open is left alone (no row lock: a download check of the same device
-    -- must not wait for this transaction); a withdrawn one is made again; a new one inserted.
+    -- must not wait for this transaction); a withdrawn one is made again, and so is an
+    -- installed one whose meter runs an older version again (reflashed by hand, say); a new
+    -- one is inserted.
     UPDATE upgrade_offers o
        SET state = 'offered', rollout_id = cand_rollout, offered_at = now(), changed_at = now(),
            reason = NULL
-     WHERE o.did = p_did AND o.release_id = rel.id AND o.state = 'withdrawn';
+     WHERE o.did = p_did AND o.release_id = rel.id AND o.state IN ('withdrawn', 'installed');
     IF NOT FOUND THEN
         INSERT INTO upgrade_offers (did, release_id, account_id, rollout_id, state)
         VALUES (p_did, rel.id, dev.account_id, cand_rollout, 'offered')

@@ -260,6 +260,11 @@ t_eq "installed recorded" installed \
 t_eq "installed audited" 1 "$(audit_count "$dev" firmware_installed)"
 t_eq "the audit entries name the device and the release" "$valid" \
     "$(t_psql "SELECT detail->>'release' FROM audit_log WHERE kind = 'firmware_installed'")"
+t_eq "back on the old version (reflashed by hand): offered again" "$valid" "$(offer "$dev" 1.0 true)"
+t_eq "... as an open offer" offered \
+    "$(t_psql "SELECT state FROM upgrade_offers WHERE did = $(did_of "$dev")")"
+t_eq "... that can be downloaded" 206 "$(get "$dev" "$valid" -H 'Range: bytes=0-9')"
+t_eq "installed again" 200 "$(hb "$dev" 2.0 true "{\"release\":\"$valid\",\"outcome\":\"installed\"}")"
 t_ok "reports are counted" test "$(t_metric ingest meterhub_ingest_firmware_reports_total)" -ge 2
 
 # ---- pause, abort, consent withdrawal --------------------------------------------------------
