@@ -3,12 +3,14 @@
 # Firmware offers and downloads on the device wire (docs/upgrade.md), against ingest with a
 # real PostgreSQL: the offer matrix of issue 5 (meter flag x consent x rollout x version x
 # expiry), the offer's content, downloads with Range, every refusal of a download, reports,
-# and pause / abort / consent withdrawal taking effect on the next request.
+# and pause / abort (with meterhub-release) and consent withdrawal taking effect on the next
+# request.
 #
 # Ingest checks no signature (the meter does), so the releases here are rows and files made
 # directly as the operator: well-formed, but not signed.
 set -euo pipefail
 source "$MH_SRC/tests/lib/testlib.sh"
+source "$MH_SRC/tests/lib/release_helpers.sh"
 
 t_init ingest_upgrade
 STORE="$T_WORK/store"
@@ -275,12 +277,12 @@ ro3="$(rollout "$v3")"
 in_rollout "$ro3" "$dev" >/dev/null
 t_eq "a newer release is offered" "$v3" "$(offer "$dev" 2.0 true)"
 t_eq "download allowed" 206 "$(get "$dev" "$v3" -H 'Range: bytes=0-9')"
-t_psql "UPDATE rollouts SET state = 'paused' WHERE id = $ro3" >/dev/null
+t_rollout pause "$ro3" >/dev/null
 refuse_dl "paused: the download stops at once" 403 not_offered "$dev" "$v3" -H 'Range: bytes=10-19'
 t_eq "paused: no offer on the next heartbeat" null "$(offer "$dev" 2.0 true)"
 t_eq "paused: the offer is withdrawn" withdrawn \
     "$(t_psql "SELECT state FROM upgrade_offers WHERE release_id = '$v3'")"
-t_psql "UPDATE rollouts SET state = 'active' WHERE id = $ro3" >/dev/null
+t_rollout resume "$ro3" >/dev/null
 t_eq "resumed: offered again" "$v3" "$(offer "$dev" 2.0 true)"
 t_eq "resumed: the download resumes" 206 "$(get "$dev" "$v3" -H 'Range: bytes=10-19')"
 set_device "$dev" "upgrade_consent = 'off'"
@@ -293,7 +295,7 @@ t_eq "... and the offer is withdrawn" withdrawn \
     "$(t_psql "SELECT state FROM upgrade_offers WHERE release_id = '$v3'")"
 refuse_dl "flag off: no download" 403 not_offered "$dev" "$v3"
 t_eq "flag on again: offered" "$v3" "$(offer "$dev" 2.0 true)"
-t_psql "UPDATE rollouts SET state = 'aborted' WHERE id = $ro3" >/dev/null
+t_rollout abort "$ro3" >/dev/null
 t_eq "aborted: no offer on the next heartbeat" null "$(offer "$dev" 2.0 true)"
 refuse_dl "aborted: no download" 403 not_offered "$dev" "$v3"
 t_eq "withdrawals audited: pause, consent, flag, abort" $((withdrawn_before + 4)) \
@@ -315,7 +317,7 @@ v5=$REL
 ro5="$(rollout "$v5" 0)"
 in_rollout "$ro5" "$dev" >/dev/null
 t_eq "0 %: no offer" null "$(offer "$dev" 2.0 true)"
-t_psql "UPDATE rollouts SET percent_bp = 10000 WHERE id = $ro5" >/dev/null
+t_rollout set "$ro5" --percent 100 >/dev/null
 t_eq "100 %: offered" "$v5" "$(offer "$dev" 2.0 true)"
 
 # The store lost the image: 503, not a short or wrong answer.
