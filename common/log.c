@@ -110,3 +110,13 @@ void mh_log_capture_libevent(void)
 {
     event_set_log_callback(libevent_log_cb);
 }
+
+void mh_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}

@@ -1,6 +1,8 @@
 #ifndef MH_LOG_H
 #define MH_LOG_H
 
+#include <stddef.h>
+
 /*
  * Logging to stderr, one line per event: "<UTC time> <program>[<pid>] <LEVEL> <message>".
  * Thread-safe (each line is written with a single write). The level is checked before any
@@ -24,6 +26,10 @@ int mh_log_enabled(mh_log_level_t level);
 void mh_log(mh_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Logs `what` followed by every entry of this thread's OpenSSL error queue, and clears it. */
+/* Formats a one-line error message into a caller's buffer err (nothing when err is NULL or
+ * errlen 0): the err/errlen convention of functions that return -1 and let the caller say it. */
+void mh_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 void mh_log_openssl(mh_log_level_t level, const char *what);
 
 /* Routes libevent's internal warnings and errors through mh_log. */

@@ -391,8 +391,3 @@ long mh_pgasync_pending(const mh_pgasync_t *pa)
 {
     return pa->nqueued;
 }
-
-bool mh_pgasync_connected(const mh_pgasync_t *pa)
-{
-    return pa->state == PGA_IDLE || pa->state == PGA_BUSY;
-}

@@ -54,7 +54,4 @@ void mh_pgasync_one_line(const char *msg, char *out, size_t outlen);
 /* Queries waiting or running: for spreading queries over several connections. */
 long mh_pgasync_pending(const mh_pgasync_t *pa);
 
-/* True while connected. */
-bool mh_pgasync_connected(const mh_pgasync_t *pa);
-
 #endif

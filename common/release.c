@@ -29,19 +29,6 @@
 /* base64 of a signature: 4 * ceil(64 / 3) = 88 characters. */
 #define SIG_B64_LEN 88
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* The first entry of OpenSSL's error queue as text (or "unknown"), clearing the queue so a
  * failure reported through err does not linger into an unrelated later log line. */
 static const char *openssl_reason(char *buf, size_t len)
@@ -78,25 +65,27 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u)
 static EVP_PKEY *check_ed25519(EVP_PKEY *key, const char *what, char *err, size_t errlen)
 {
     if (key != NULL && EVP_PKEY_get_id(key) != EVP_PKEY_ED25519) {
-        set_err(err, errlen, "%s: not an Ed25519 key", what);
+        mh_errf(err, errlen, "%s: not an Ed25519 key", what);
         EVP_PKEY_free(key);
         return NULL;
     }
     return key;
 }
 
-EVP_PKEY *mh_release_load_private(const char *path, char *err, size_t errlen)
+/* Reads the PEM key of path: private (PKCS#8) or public (SubjectPublicKeyInfo), Ed25519. */
+static EVP_PKEY *load_key(const char *path, bool private_key, char *err, size_t errlen)
 {
     char reason[256];
     EVP_PKEY *key = NULL;
     BIO *bio = BIO_new_file(path, "r");
     if (bio == NULL) {
-        set_err(err, errlen, "%s: cannot open: %s", path, openssl_reason(reason, sizeof(reason)));
+        mh_errf(err, errlen, "%s: cannot open: %s", path, openssl_reason(reason, sizeof(reason)));
         goto fail;
     }
-    key = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+    key = private_key ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL)
+                      : PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
     if (key == NULL) {
-        set_err(err, errlen, "%s: not a PEM private key: %s", path,
+        mh_errf(err, errlen, "%s: not a PEM %s key: %s", path, private_key ? "private" : "public",
                 openssl_reason(reason, sizeof(reason)));
         goto fail;
     }
@@ -106,25 +95,14 @@ fail:
     return key;
 }
 
+EVP_PKEY *mh_release_load_private(const char *path, char *err, size_t errlen)
+{
+    return load_key(path, true, err, errlen);
+}
+
 EVP_PKEY *mh_release_load_public(const char *path, char *err, size_t errlen)
 {
-    char reason[256];
-    EVP_PKEY *key = NULL;
-    BIO *bio = BIO_new_file(path, "r");
-    if (bio == NULL) {
-        set_err(err, errlen, "%s: cannot open: %s", path, openssl_reason(reason, sizeof(reason)));
-        goto fail;
-    }
-    key = PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
-    if (key == NULL) {
-        set_err(err, errlen, "%s: not a PEM public key: %s", path,
-                openssl_reason(reason, sizeof(reason)));
-        goto fail;
-    }
-    key = check_ed25519(key, path, err, errlen);
-fail:
-    BIO_free(bio);
-    return key;
+    return load_key(path, false, err, errlen);
 }
 
 EVP_PKEY *mh_release_public_from_pem(const char *pem, size_t len, char *err, size_t errlen)
@@ -134,17 +112,17 @@ EVP_PKEY *mh_release_public_from_pem(const char *pem, size_t len, char *err, siz
     BIO *bio = NULL;
 
     if (len > INT_MAX) {
-        set_err(err, errlen, "public key: PEM too large");
+        mh_errf(err, errlen, "public key: PEM too large");
         goto fail;
     }
     bio = BIO_new_mem_buf(pem, (int)len);
     if (bio == NULL) {
-        set_err(err, errlen, "public key: %s", openssl_reason(reason, sizeof(reason)));
+        mh_errf(err, errlen, "public key: %s", openssl_reason(reason, sizeof(reason)));
         goto fail;
     }
     key = PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
     if (key == NULL) {
-        set_err(err, errlen, "public key: not a PEM public key: %s",
+        mh_errf(err, errlen, "public key: not a PEM public key: %s",
                 openssl_reason(reason, sizeof(reason)));
         goto fail;
     }
@@ -238,39 +216,39 @@ static int check_fields(const mh_manifest_t *m, char *err, size_t errlen)
 
     if (strnlen(m->version, sizeof(m->version)) > MH_RELEASE_MAX_VERSION ||
         mh_release_version_parse(m->version, vk) != 0) {
-        set_err(err, errlen,
+        mh_errf(err, errlen,
                 "manifest: version: expected 1 to 4 dot-separated numbers of 1 to 9 digits");
         return -1;
     }
     if (!mh_hardware_valid(m->hardware)) {
-        set_err(err, errlen, "manifest: hardware: expected [a-z0-9][a-z0-9._-]{0,31}");
+        mh_errf(err, errlen, "manifest: hardware: expected [a-z0-9][a-z0-9._-]{0,31}");
         return -1;
     }
     if (m->size < 1 || m->size > MH_RELEASE_MAX_SIZE) {
-        set_err(err, errlen, "manifest: size: expected 1 to %lld bytes",
+        mh_errf(err, errlen, "manifest: size: expected 1 to %lld bytes",
                 (long long)MH_RELEASE_MAX_SIZE);
         return -1;
     }
     if (!mh_hex_valid(m->sha256, MH_RELEASE_HASH_HEX)) {
-        set_err(err, errlen, "manifest: sha256: expected 64 lowercase hex digits");
+        mh_errf(err, errlen, "manifest: sha256: expected 64 lowercase hex digits");
         return -1;
     }
     if (m->notes != NULL && strlen(m->notes) > MH_RELEASE_MAX_NOTES) {
-        set_err(err, errlen, "manifest: notes: longer than %d bytes", MH_RELEASE_MAX_NOTES);
+        mh_errf(err, errlen, "manifest: notes: longer than %d bytes", MH_RELEASE_MAX_NOTES);
         return -1;
     }
     if (m->issued < 0 || m->issued > MANIFEST_TIME_MAX || m->expires < 0 ||
         m->expires > MANIFEST_TIME_MAX) {
-        set_err(err, errlen, "manifest: issued/expires: expected Unix seconds from 0 to %lld",
+        mh_errf(err, errlen, "manifest: issued/expires: expected Unix seconds from 0 to %lld",
                 MANIFEST_TIME_MAX);
         return -1;
     }
     if (m->expires <= m->issued) {
-        set_err(err, errlen, "manifest: expires is not after issued");
+        mh_errf(err, errlen, "manifest: expires is not after issued");
         return -1;
     }
     if (!mh_hex_valid(m->key_id, MH_RELEASE_KEY_ID_LEN)) {
-        set_err(err, errlen, "manifest: key_id: expected 16 lowercase hex digits");
+        mh_errf(err, errlen, "manifest: key_id: expected 16 lowercase hex digits");
         return -1;
     }
     return 0;
@@ -294,18 +272,18 @@ int mh_manifest_serialize(const mh_manifest_t *m, uint8_t **out, size_t *outlen,
                   "sha256", m->sha256, "notes", notes, "issued", (json_int_t)m->issued, "expires",
                   (json_int_t)m->expires, "key_id", m->key_id);
     if (o == NULL) {
-        set_err(err, errlen, "manifest: notes: not valid UTF-8");
+        mh_errf(err, errlen, "manifest: notes: not valid UTF-8");
         goto fail;
     }
     text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     if (text == NULL) {
-        set_err(err, errlen, "manifest: cannot serialise");
+        mh_errf(err, errlen, "manifest: cannot serialise");
         goto fail;
     }
     size_t len = strlen(text);
     /* Control characters in notes are written as 6-byte escapes: bound the whole line too. */
     if (len + 1 > MH_RELEASE_MAX_MANIFEST) {
-        set_err(err, errlen, "manifest: longer than %d bytes", MH_RELEASE_MAX_MANIFEST);
+        mh_errf(err, errlen, "manifest: longer than %d bytes", MH_RELEASE_MAX_MANIFEST);
         goto fail;
     }
     *out = mh_malloc(len + 1);
@@ -325,12 +303,12 @@ static int get_string(json_t *root, const char *key, char *dst, size_t cap, char
 {
     json_t *v = json_object_get(root, key);
     if (!json_is_string(v)) {
-        set_err(err, errlen, "manifest: %s: expected a string", key);
+        mh_errf(err, errlen, "manifest: %s: expected a string", key);
         return -1;
     }
     size_t n = json_string_length(v);
     if (n >= cap || memchr(json_string_value(v), '\0', n) != NULL) {
-        set_err(err, errlen, "manifest: %s: too long", key);
+        mh_errf(err, errlen, "manifest: %s: too long", key);
         return -1;
     }
     memcpy(dst, json_string_value(v), n);
@@ -342,7 +320,7 @@ static int get_int(json_t *root, const char *key, int64_t *dst, char *err, size_
 {
     json_t *v = json_object_get(root, key);
     if (!json_is_integer(v)) {
-        set_err(err, errlen, "manifest: %s: expected an integer", key);
+        mh_errf(err, errlen, "manifest: %s: expected an integer", key);
         return -1;
     }
     *dst = (int64_t)json_integer_value(v);
@@ -363,7 +341,7 @@ int mh_manifest_parse(const uint8_t *buf, size_t len, mh_manifest_t *m, char *er
 
     memset(m, 0, sizeof(*m));
     if (len == 0 || len > MH_RELEASE_MAX_MANIFEST) {
-        set_err(err, errlen, "manifest: expected 1 to %d bytes, got %zu", MH_RELEASE_MAX_MANIFEST,
+        mh_errf(err, errlen, "manifest: expected 1 to %d bytes, got %zu", MH_RELEASE_MAX_MANIFEST,
                 len);
         goto fail;
     }
@@ -371,11 +349,11 @@ int mh_manifest_parse(const uint8_t *buf, size_t len, mh_manifest_t *m, char *er
      * after the value but blanks; the canonical check below refuses the blanks. */
     root = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
-        set_err(err, errlen, "manifest: not valid JSON: %s (byte %d)", jerr.text, jerr.position);
+        mh_errf(err, errlen, "manifest: not valid JSON: %s (byte %d)", jerr.text, jerr.position);
         goto fail;
     }
     if (!json_is_object(root)) {
-        set_err(err, errlen, "manifest: not a JSON object");
+        mh_errf(err, errlen, "manifest: not a JSON object");
         goto fail;
     }
     json_object_foreach(root, key, value)
@@ -384,19 +362,19 @@ int mh_manifest_parse(const uint8_t *buf, size_t len, mh_manifest_t *m, char *er
         for (size_t i = 0; i < NKEYS && !known; i++)
             known = strcmp(key, manifest_keys[i]) == 0;
         if (!known) {
-            set_err(err, errlen, "manifest: unknown key '%.40s'", key);
+            mh_errf(err, errlen, "manifest: unknown key '%.40s'", key);
             goto fail;
         }
     }
     for (size_t i = 0; i < NKEYS; i++)
         if (json_object_get(root, manifest_keys[i]) == NULL) {
-            set_err(err, errlen, "manifest: missing key '%s'", manifest_keys[i]);
+            mh_errf(err, errlen, "manifest: missing key '%s'", manifest_keys[i]);
             goto fail;
         }
 
     json_t *format = json_object_get(root, "format");
     if (!json_is_string(format) || strcmp(json_string_value(format), MH_RELEASE_FORMAT) != 0) {
-        set_err(err, errlen, "manifest: format: expected \"%s\"", MH_RELEASE_FORMAT);
+        mh_errf(err, errlen, "manifest: format: expected \"%s\"", MH_RELEASE_FORMAT);
         goto fail;
     }
     if (get_string(root, "version", m->version, sizeof(m->version), err, errlen) != 0 ||
@@ -408,23 +386,23 @@ int mh_manifest_parse(const uint8_t *buf, size_t len, mh_manifest_t *m, char *er
         get_int(root, "expires", &m->expires, err, errlen) != 0)
         goto fail;
     if (!mh_hex_valid(sha, MH_RELEASE_HASH_HEX)) {
-        set_err(err, errlen, "manifest: sha256: expected 64 lowercase hex digits");
+        mh_errf(err, errlen, "manifest: sha256: expected 64 lowercase hex digits");
         goto fail;
     }
     memcpy(m->sha256, sha, sizeof(m->sha256));
     if (!mh_hex_valid(key_id, MH_RELEASE_KEY_ID_LEN)) {
-        set_err(err, errlen, "manifest: key_id: expected 16 lowercase hex digits");
+        mh_errf(err, errlen, "manifest: key_id: expected 16 lowercase hex digits");
         goto fail;
     }
     memcpy(m->key_id, key_id, sizeof(m->key_id));
 
     json_t *notes = json_object_get(root, "notes");
     if (!json_is_string(notes)) {
-        set_err(err, errlen, "manifest: notes: expected a string");
+        mh_errf(err, errlen, "manifest: notes: expected a string");
         goto fail;
     }
     if (json_string_length(notes) > MH_RELEASE_MAX_NOTES) {
-        set_err(err, errlen, "manifest: notes: longer than %d bytes", MH_RELEASE_MAX_NOTES);
+        mh_errf(err, errlen, "manifest: notes: longer than %d bytes", MH_RELEASE_MAX_NOTES);
         goto fail;
     }
     m->notes = mh_strndup(json_string_value(notes), json_string_length(notes));
@@ -437,7 +415,7 @@ int mh_manifest_parse(const uint8_t *buf, size_t len, mh_manifest_t *m, char *er
     if (mh_manifest_serialize(m, &canon, &canon_len, err, errlen) != 0)
         goto fail;
     if (canon_len != len || memcmp(canon, buf, len) != 0) {
-        set_err(err, errlen,
+        mh_errf(err, errlen,
                 "manifest: not in canonical form (one line of compact JSON, keys in the "
                 "documented order, then one newline)");
         goto fail;
@@ -477,14 +455,14 @@ int mh_release_sign(EVP_PKEY *key, const uint8_t *manifest, size_t len,
     EVP_MD_CTX *ctx = NULL;
 
     if (key == NULL || EVP_PKEY_get_id(key) != EVP_PKEY_ED25519) {
-        set_err(err, errlen, "sign: not an Ed25519 key");
+        mh_errf(err, errlen, "sign: not an Ed25519 key");
         goto fail;
     }
     ctx = EVP_MD_CTX_new();
     /* Ed25519 is one-shot: no digest is named, the whole message goes to EVP_DigestSign. */
     if (ctx == NULL || EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) != 1 ||
         EVP_DigestSign(ctx, sig, &siglen, manifest, len) != 1 || siglen != MH_RELEASE_SIG_LEN) {
-        set_err(err, errlen, "sign: %s", openssl_reason(reason, sizeof(reason)));
+        mh_errf(err, errlen, "sign: %s", openssl_reason(reason, sizeof(reason)));
         goto fail;
     }
     rc = 0;
@@ -501,17 +479,17 @@ int mh_release_verify(EVP_PKEY *pub, const uint8_t *manifest, size_t len,
     EVP_MD_CTX *ctx = NULL;
 
     if (pub == NULL || EVP_PKEY_get_id(pub) != EVP_PKEY_ED25519) {
-        set_err(err, errlen, "signature: not an Ed25519 key");
+        mh_errf(err, errlen, "signature: not an Ed25519 key");
         goto fail;
     }
     ctx = EVP_MD_CTX_new();
     if (ctx == NULL || EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, pub) != 1) {
-        set_err(err, errlen, "signature: %s", openssl_reason(reason, sizeof(reason)));
+        mh_errf(err, errlen, "signature: %s", openssl_reason(reason, sizeof(reason)));
         goto fail;
     }
     if (EVP_DigestVerify(ctx, sig, MH_RELEASE_SIG_LEN, manifest, len) != 1) {
         ERR_clear_error();
-        set_err(err, errlen, "signature: does not verify with key");
+        mh_errf(err, errlen, "signature: does not verify with key");
         goto fail;
     }
     rc = 0;

@@ -17,12 +17,12 @@
 #include <stdint.h>
 
 #define MH_RELEASE_FORMAT "meterhub-manifest/1"
-#define MH_RELEASE_SIG_LEN 64             /* Ed25519 signature */
-#define MH_RELEASE_PUBKEY_LEN 32          /* raw Ed25519 public key */
-#define MH_RELEASE_ID_LEN 32              /* hex characters of a release id */
-#define MH_RELEASE_KEY_ID_LEN 16          /* hex characters of a key id */
-#define MH_RELEASE_HASH_HEX 64            /* hex characters of a SHA-256 */
-#define MH_RELEASE_MAX_VERSION 39         /* 4 x 9 digits and 3 dots */
+#define MH_RELEASE_SIG_LEN 64     /* Ed25519 signature */
+#define MH_RELEASE_PUBKEY_LEN 32  /* raw Ed25519 public key */
+#define MH_RELEASE_ID_LEN 32      /* hex characters of a release id */
+#define MH_RELEASE_KEY_ID_LEN 16  /* hex characters of a key id */
+#define MH_RELEASE_HASH_HEX 64    /* hex characters of a SHA-256 */
+#define MH_RELEASE_MAX_VERSION 39 /* 4 x 9 digits and 3 dots */
 #define MH_RELEASE_MAX_HARDWARE 32
 #define MH_RELEASE_MAX_NOTES 4096
 #define MH_RELEASE_MAX_SIZE (256LL << 20) /* largest image: 256 MiB */

@@ -1,5 +1,6 @@
 #include "device-sim/options.h"
 
+#include "common/log.h"
 #include "common/ids.h"
 
 #include <errno.h>
@@ -156,17 +157,6 @@ const char *sim_conn_mode_name(sim_conn_mode_t mode)
     return "?";
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static int parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out,
                      char *err, size_t errlen)
 {
@@ -181,7 +171,7 @@ static int parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max,
     *out = v;
     return 0;
 fail:
-    set_err(err, errlen, "%s: '%.40s' is not an integer in %llu..%llu", opt, s,
+    mh_errf(err, errlen, "%s: '%.40s' is not an integer in %llu..%llu", opt, s,
             (unsigned long long)min, (unsigned long long)max);
     return -1;
 }
@@ -205,7 +195,7 @@ static int parse_positive(const char *opt, const char *s, const char *unit, doub
     double v = strtod(s, &end);
     /* Written this way round so that NaN fails too. */
     if (errno != 0 || end == s || *end != '\0' || !(v > 0 && v <= 86400.0 * 365)) {
-        set_err(err, errlen, "%s: '%.40s' is not a number of %s > 0", opt, s, unit);
+        mh_errf(err, errlen, "%s: '%.40s' is not a number of %s > 0", opt, s, unit);
         return -1;
     }
     *out = v;
@@ -224,7 +214,7 @@ static int parse_fraction(const char *opt, const char *s, double *out, char *err
     double v = strtod(s, &end);
     /* Written this way round so that NaN fails too. */
     if (errno != 0 || end == s || *end != '\0' || !(v >= 0 && v <= 1)) {
-        set_err(err, errlen, "%s: '%.40s' is not a number in 0..1", opt, s);
+        mh_errf(err, errlen, "%s: '%.40s' is not a number in 0..1", opt, s);
         return -1;
     }
     *out = v;
@@ -437,7 +427,7 @@ static int apply(sim_options_t *o, opt_id_t id, const char *name, const char *v,
             o->scenario = SIM_SCENARIO_UPGRADE;
             return 0;
         }
-        set_err(err, errlen, "--scenario: unknown scenario '%.40s'", v);
+        mh_errf(err, errlen, "--scenario: unknown scenario '%.40s'", v);
         return -1;
     case OPT_CONNECTIONS:
         if (strcmp(v, "keepalive") == 0)
@@ -447,7 +437,7 @@ static int apply(sim_options_t *o, opt_id_t id, const char *name, const char *v,
         else if (strcmp(v, "resume") == 0)
             o->conn_mode = SIM_CONN_RESUME;
         else {
-            set_err(err, errlen, "--connections: '%.40s' is not keepalive, reconnect or resume", v);
+            mh_errf(err, errlen, "--connections: '%.40s' is not keepalive, reconnect or resume", v);
             return -1;
         }
         return 0;
@@ -480,7 +470,7 @@ static int apply(sim_options_t *o, opt_id_t id, const char *name, const char *v,
         return 0;
     case OPT_FIRMWARE_VERSION:
         if (!printable(v, SIM_MAX_FIRMWARE_VERSION)) {
-            set_err(err, errlen, "%s: '%.40s' is not 1 to %u printable ASCII characters", name, v,
+            mh_errf(err, errlen, "%s: '%.40s' is not 1 to %u printable ASCII characters", name, v,
                     SIM_MAX_FIRMWARE_VERSION);
             return -1;
         }
@@ -488,7 +478,7 @@ static int apply(sim_options_t *o, opt_id_t id, const char *name, const char *v,
         return 0;
     case OPT_HARDWARE:
         if (!mh_hardware_valid(v)) {
-            set_err(err, errlen, "%s: '%.40s' is not a hardware name ([a-z0-9][a-z0-9._-]{0,31})",
+            mh_errf(err, errlen, "%s: '%.40s' is not a hardware name ([a-z0-9][a-z0-9._-]{0,31})",
                     name, v);
             return -1;
         }
@@ -511,7 +501,7 @@ static int apply(sim_options_t *o, opt_id_t id, const char *name, const char *v,
     case OPT_DOWNLOAD_DROP_AFTER:
         return parse_u64(name, v, 1, UINT64_C(1) << 40, &o->download_drop_after, err, errlen);
     }
-    set_err(err, errlen, "%s: internal error", name);
+    mh_errf(err, errlen, "%s: internal error", name);
     return -1;
 }
 
@@ -519,58 +509,58 @@ static int apply(sim_options_t *o, opt_id_t id, const char *name, const char *v,
 static int check(sim_options_t *o, char *err, size_t errlen)
 {
     if (o->provision && o->devices == 0) {
-        set_err(err, errlen, "--provision needs --devices N");
+        mh_errf(err, errlen, "--provision needs --devices N");
         return -1;
     }
     if (!o->provision && o->fleet_dir == NULL && o->fleet_json == NULL) {
-        set_err(err, errlen, "no fleet: give --fleet DIR or --provision --devices N");
+        mh_errf(err, errlen, "no fleet: give --fleet DIR or --provision --devices N");
         return -1;
     }
     if (o->provision && o->fleet_json != NULL) {
-        set_err(err, errlen, "--fleet-json loads a fleet; it cannot be combined with --provision");
+        mh_errf(err, errlen, "--fleet-json loads a fleet; it cannot be combined with --provision");
         return -1;
     }
     if (o->provision && o->pki_dir == NULL) {
-        set_err(err, errlen, "--provision needs --pki DIR (or $MH_PKI_DIR)");
+        mh_errf(err, errlen, "--provision needs --pki DIR (or $MH_PKI_DIR)");
         return -1;
     }
     bool mixed_bad = o->scenario == SIM_SCENARIO_MIXED_BAD;
     if ((o->provision || o->verify || mixed_bad) && o->pg_uri == NULL) {
-        set_err(err, errlen, "%s needs --pg URI (or $MH_PG_URI)",
+        mh_errf(err, errlen, "%s needs --pg URI (or $MH_PG_URI)",
                 o->provision ? "--provision"
                 : o->verify  ? "--verify"
                              : "--scenario mixed-bad");
         return -1;
     }
     if (o->target == NULL) {
-        set_err(err, errlen, "no target: give --target URL (or $MH_INGEST_URL)");
+        mh_errf(err, errlen, "no target: give --target URL (or $MH_INGEST_URL)");
         return -1;
     }
     if (strncmp(o->target, "https://", 8) != 0) {
-        set_err(err, errlen, "--target: '%.80s' is not an https:// URL", o->target);
+        mh_errf(err, errlen, "--target: '%.80s' is not an https:// URL", o->target);
         return -1;
     }
     if (o->ca_file == NULL) {
-        set_err(err, errlen, "no CA: give --ca FILE (or $MH_CA_CERT)");
+        mh_errf(err, errlen, "no CA: give --ca FILE (or $MH_CA_CERT)");
         return -1;
     }
     if (o->warmup_s > 0 && o->duration_s > 0 && o->warmup_s >= o->duration_s) {
-        set_err(err, errlen, "--warmup must be shorter than --duration");
+        mh_errf(err, errlen, "--warmup must be shorter than --duration");
         return -1;
     }
     /* A meter that may take offers must be able to check them: fail closed. */
     if (o->remote_upgrade > 0 && (o->release_key == NULL || o->release_log == NULL)) {
-        set_err(err, errlen,
+        mh_errf(err, errlen,
                 "--remote-upgrade needs --release-key FILE and --release-log SRC: "
                 "a meter never installs what it cannot check");
         return -1;
     }
     if (o->release_log != NULL && strncmp(o->release_log, "http://", 7) == 0) {
-        set_err(err, errlen, "--release-log: the API is reached over https:// only");
+        mh_errf(err, errlen, "--release-log: the API is reached over https:// only");
         return -1;
     }
     if (o->scenario == SIM_SCENARIO_UPGRADE && o->expect_consent == NULL) {
-        set_err(err, errlen, "--scenario upgrade needs --expect-consent FILE");
+        mh_errf(err, errlen, "--scenario upgrade needs --expect-consent FILE");
         return -1;
     }
     if (o->api_ca == NULL)
@@ -612,11 +602,11 @@ sim_parse_result_t sim_options_parse(int argc, char **argv, sim_options_t *out, 
         while (k < n && strcmp(a, value_opts[k].name) != 0)
             k++;
         if (k == n) {
-            set_err(err, errlen, "unknown argument '%.80s' (--help lists the options)", a);
+            mh_errf(err, errlen, "unknown argument '%.80s' (--help lists the options)", a);
             return SIM_PARSE_ERROR;
         }
         if (i + 1 >= argc) {
-            set_err(err, errlen, "%s needs a value", a);
+            mh_errf(err, errlen, "%s needs a value", a);
             return SIM_PARSE_ERROR;
         }
         if (apply(out, value_opts[k].id, a, argv[++i], err, errlen) != 0)

@@ -37,17 +37,6 @@ const sim_log_entry_t *sim_release_log_find(const sim_release_log_t *log, int64_
     return &log->v[seq - 1];
 }
 
-static void set_why(char *why, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_why(char *why, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, len, fmt, ap);
-    va_end(ap);
-}
-
 /*
  * One element of "releases" into *e: the fields the chain commits to (seq, prev, hash, the
  * manifest's digest, the signature), checked against each other; -1 with why. The manifest
@@ -71,23 +60,23 @@ static int parse_entry(const json_t *o, sim_log_entry_t *e, char *why, size_t wh
 
     memset(e, 0, sizeof(*e));
     if (!json_is_integer(seq) || json_integer_value(seq) < 1) {
-        set_why(why, whylen, "log.seq is not a positive integer");
+        mh_errf(why, whylen, "log.seq is not a positive integer");
         goto out;
     }
     e->seq = (int64_t)json_integer_value(seq);
     if (!mh_hex_valid(prev, MH_RELEASE_HASH_HEX) || !mh_hex_valid(hash, MH_RELEASE_HASH_HEX) ||
         !mh_hex_valid(msha, MH_RELEASE_HASH_HEX)) {
-        set_why(why, whylen, "log.prev, log.hash or manifest_sha256 is not 64 lowercase hex");
+        mh_errf(why, whylen, "log.prev, log.hash or manifest_sha256 is not 64 lowercase hex");
         goto out;
     }
     sig = sig64 ? mh_base64_decode(sig64, strlen(sig64), &sig_len) : NULL;
     if (sig == NULL || sig_len != MH_RELEASE_SIG_LEN) {
-        set_why(why, whylen, "signature is not base64 of 64 bytes");
+        mh_errf(why, whylen, "signature is not base64 of 64 bytes");
         goto out;
     }
     if (mh_release_log_hash(e->seq, prev, msha, sig, recomputed) != 0 ||
         strcmp(recomputed, hash) != 0) {
-        set_why(why, whylen, "log.hash does not recompute from the entry");
+        mh_errf(why, whylen, "log.hash does not recompute from the entry");
         goto out;
     }
     /* The release id is the digest's first 32 hex: nothing to trust in the one shown. */

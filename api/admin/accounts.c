@@ -4,6 +4,7 @@
  */
 #include "admin_internal.h"
 
+#include "common/tool.h"
 #include "common/alloc.h"
 #include "common/config.h"
 #include "common/log.h"
@@ -112,7 +113,7 @@ fail:
 static int print_result(const char *name, int64_t id, const password_t *pw)
 {
     int rc = -1;
-    if (api_admin_print_json(json_pack("{s:s, s:I}", "account", name, "id", (json_int_t)id)) != 0)
+    if (mh_tool_print_json(json_pack("{s:s, s:I}", "account", name, "id", (json_int_t)id)) != 0)
         goto fail;
     if (pw->generated && printf("password: %s\n", pw->text) < 0) {
         mh_log(MH_LOG_ERROR, "cannot write the output");
@@ -153,7 +154,7 @@ static int account_insert(PGconn *conn, const char *name, const char *hash, int6
                        " ON CONFLICT (name) DO NOTHING RETURNING id",
                        2, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        api_admin_log_pg(conn, res, "account: insert");
+        mh_tool_log_pg(conn, res, "account: insert");
         goto fail;
     }
     *created = PQntuples(res) == 1;
@@ -163,7 +164,7 @@ static int account_insert(PGconn *conn, const char *name, const char *hash, int6
         res = PQexecParams(conn, "SELECT id FROM accounts WHERE name = $1", 1, NULL, params, NULL,
                            NULL, 0);
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-            api_admin_log_pg(conn, res, "account: select");
+            mh_tool_log_pg(conn, res, "account: select");
             goto fail;
         }
         if (PQntuples(res) != 1) {
@@ -250,7 +251,7 @@ int api_admin_account_passwd(const api_admin_ctx_t *ctx, const api_admin_args_t 
     res = PQexecParams(conn, "UPDATE accounts SET password_hash = $2 WHERE name = $1 RETURNING id",
                        2, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        api_admin_log_pg(conn, res, "account passwd: update");
+        mh_tool_log_pg(conn, res, "account passwd: update");
         goto fail;
     }
     if (PQntuples(res) != 1) {

@@ -89,14 +89,6 @@ typedef struct api_admin_ctx {
  * connection or NULL (logged). */
 PGconn *api_admin_connect(const api_admin_ctx_t *ctx);
 
-/* Prints obj as one line of JSON on stdout and releases it (takes ownership, also on
- * failure). Returns 0 or -1 (logged). */
-int api_admin_print_json(json_t *obj);
-
-/* Logs what failed and the first line of the server's message: res's, or when res has none
- * (NULL, or not an error) the connection's. */
-void api_admin_log_pg(PGconn *conn, const PGresult *res, const char *what);
-
 /* ---- jobs -------------------------------------------------------------------------------- */
 
 /* migrate.c: applies the migrations of ctx->sql_dir not yet recorded. */

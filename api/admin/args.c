@@ -1,5 +1,6 @@
 #include "admin_internal.h"
 
+#include "common/log.h"
 #include "common/alloc.h"
 #include "common/argv.h"
 #include "common/provision.h"
@@ -92,17 +93,6 @@ static const mh_opt_def_t opts[] = {
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static int parse_num(const char *opt, const char *s, long long min, long long max, long long *out,
                      char *err, size_t errlen)
 {
@@ -112,7 +102,7 @@ static int parse_num(const char *opt, const char *s, long long min, long long ma
     bool plain = s[0] == '-' || (s[0] >= '0' && s[0] <= '9');
     long long v = plain ? strtoll(s, &end, 10) : 0;
     if (!plain || errno != 0 || *end != '\0' || v < min || v > max) {
-        set_err(err, errlen, "%s: expected an integer from %lld to %lld, got '%s'", opt, min, max,
+        mh_errf(err, errlen, "%s: expected an integer from %lld to %lld, got '%s'", opt, min, max,
                 s);
         return -1;
     }
@@ -147,7 +137,7 @@ static int parse_command(const char *const *pos, size_t npos, api_admin_cmd_t *c
                          char *err, size_t errlen)
 {
     if (npos == 0) {
-        set_err(err, errlen, "no command given");
+        mh_errf(err, errlen, "no command given");
         return -1;
     }
     const char *w = pos[0];
@@ -184,11 +174,11 @@ static int parse_command(const char *const *pos, size_t npos, api_admin_cmd_t *c
             *cmd = API_ADMIN_CMD_DEVICE_LIST;
             return 0;
         }
-        set_err(err, errlen, "%s: expected %s, got '%s'", w,
+        mh_errf(err, errlen, "%s: expected %s, got '%s'", w,
                 device ? "add, revoke or list" : "add or passwd", sub ? sub : "nothing");
         return -1;
     }
-    set_err(err, errlen, "unknown command '%s'", w);
+    mh_errf(err, errlen, "unknown command '%s'", w);
     return -1;
 }
 
@@ -198,11 +188,11 @@ static int apply_opt(api_admin_args_t *a, const mh_opt_seen_t *o, char *err, siz
     long long v = 0;
 
     if (!(o->def->cmds & CMD_BIT(a->cmd))) {
-        set_err(err, errlen, "option %s does not apply to '%s'", name, cmd_name(a->cmd));
+        mh_errf(err, errlen, "option %s does not apply to '%s'", name, cmd_name(a->cmd));
         return -1;
     }
     if (o->def->has_value && o->value[0] == '\0') {
-        set_err(err, errlen, "option %s: empty value", name);
+        mh_errf(err, errlen, "option %s: empty value", name);
         return -1;
     }
     switch (o->def->id) {
@@ -252,7 +242,7 @@ static int apply_opt(api_admin_args_t *a, const mh_opt_seen_t *o, char *err, siz
         break;
     case OPT_HARDWARE:
         if (!mh_hardware_valid(o->value)) {
-            set_err(err, errlen, "%s: expected [a-z0-9][a-z0-9._-]{0,31}, got '%.60s'", name,
+            mh_errf(err, errlen, "%s: expected [a-z0-9][a-z0-9._-]{0,31}, got '%.60s'", name,
                     o->value);
             return -1;
         }
@@ -325,11 +315,11 @@ int api_admin_args_parse(int argc, char **argv, api_admin_args_t *out, char *err
         break;
     }
     if (npos - used < want) {
-        set_err(err, errlen, "%s: needs %s", cmd_name(out->cmd), what);
+        mh_errf(err, errlen, "%s: needs %s", cmd_name(out->cmd), what);
         goto fail;
     }
     if (npos - used > want) {
-        set_err(err, errlen, "%s: unexpected argument '%s'", cmd_name(out->cmd), pos[used + want]);
+        mh_errf(err, errlen, "%s: unexpected argument '%s'", cmd_name(out->cmd), pos[used + want]);
         goto fail;
     }
     if (want == 1) {
@@ -339,21 +329,21 @@ int api_admin_args_parse(int argc, char **argv, api_admin_args_t *out, char *err
             out->id = pos[used];
     }
     if (out->cmd == API_ADMIN_CMD_DEVICE_ADD && out->account == NULL) {
-        set_err(err, errlen, "device add: needs --account A");
+        mh_errf(err, errlen, "device add: needs --account A");
         goto fail;
     }
     if (out->password_file != NULL && out->generate_password) {
-        set_err(err, errlen, "%s: give --password-file or --generate-password, not both",
+        mh_errf(err, errlen, "%s: give --password-file or --generate-password, not both",
                 cmd_name(out->cmd));
         goto fail;
     }
     if (out->cmd == API_ADMIN_CMD_ACCOUNT_PASSWD && out->password_file == NULL &&
         !out->generate_password) {
-        set_err(err, errlen, "account passwd: needs --password-file F or --generate-password");
+        mh_errf(err, errlen, "account passwd: needs --password-file F or --generate-password");
         goto fail;
     }
     if (out->has_from && out->has_to && out->from > out->to) {
-        set_err(err, errlen, "readings: --from is after --to");
+        mh_errf(err, errlen, "readings: --from is after --to");
         goto fail;
     }
     rc = 0;

@@ -1,6 +1,7 @@
 /* device add | revoke | list */
 #include "admin_internal.h"
 
+#include "common/tool.h"
 #include "common/log.h"
 #include "common/provision.h"
 
@@ -53,7 +54,7 @@ int api_admin_device_add(const api_admin_ctx_t *ctx, const api_admin_args_t *arg
     if (batch == NULL)
         goto fail;
     for (size_t i = 0; i < batch->count; i++)
-        if (api_admin_print_json(
+        if (mh_tool_print_json(
                 device_json(args->account, &batch->devices[i],
                             args->hardware ? args->hardware : MH_HARDWARE_DEFAULT)) != 0)
             goto fail;
@@ -86,7 +87,7 @@ int api_admin_device_revoke(const api_admin_ctx_t *ctx, const char *id)
         mh_log(MH_LOG_ERROR, "device '%.80s': no such device", id);
         goto fail;
     }
-    rc = api_admin_print_json(json_pack("{s:s, s:s}", "device", id, "status", "revoked"));
+    rc = mh_tool_print_json(json_pack("{s:s, s:s}", "device", id, "status", "revoked"));
 fail:
     PQfinish(conn);
     return rc;
@@ -151,7 +152,7 @@ static int print_device_row(const PGresult *res)
     json_object_set_new(o, "firmware_version", col_string(res, 8));
     json_object_set_new(o, "remote_upgrade", col_bool(res, 9));
     json_object_set_new(o, "hardware", col_string(res, 10));
-    return api_admin_print_json(o);
+    return mh_tool_print_json(o);
 }
 
 static int account_exists(PGconn *conn, const char *account, bool *exists)
@@ -161,7 +162,7 @@ static int account_exists(PGconn *conn, const char *account, bool *exists)
                                  NULL, NULL, 0);
     int rc = -1;
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        api_admin_log_pg(conn, res, "device list");
+        mh_tool_log_pg(conn, res, "device list");
         goto fail;
     }
     *exists = PQntuples(res) > 0;
@@ -186,7 +187,7 @@ int api_admin_device_list(const api_admin_ctx_t *ctx, const char *account)
     /* Single-row mode: a fleet of any size streams through one row at a time. */
     if (PQsendQueryParams(conn, list_sql, 1, NULL, params, NULL, NULL, 0) != 1 ||
         PQsetSingleRowMode(conn) != 1) {
-        api_admin_log_pg(conn, NULL, "device list");
+        mh_tool_log_pg(conn, NULL, "device list");
         goto fail;
     }
     /* Drain every result even after a failure, so the connection ends in a clean state. */
@@ -197,7 +198,7 @@ int api_admin_device_list(const api_admin_ctx_t *ctx, const char *account)
                 failed = true;
             rows++;
         } else if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK) {
-            api_admin_log_pg(conn, res, "device list");
+            mh_tool_log_pg(conn, res, "device list");
             failed = true;
         }
         PQclear(res);

@@ -6,6 +6,7 @@
  * statements that cannot run in a transaction block (CREATE INDEX CONCURRENTLY, VACUUM).
  */
 #include "admin_internal.h"
+#include "common/tool.h"
 #include "common/fileio.h"
 
 #include "common/alloc.h"
@@ -141,7 +142,7 @@ static void log_migration_error(const PGresult *res, const char *name, const cha
                 line++;
     }
     if (primary == NULL) {
-        api_admin_log_pg(NULL, res, name);
+        mh_tool_log_pg(NULL, res, name);
         return;
     }
     if (line > 0)
@@ -158,7 +159,7 @@ static int exec_ok(PGconn *conn, const char *sql, const char *what)
     ExecStatusType st = PQresultStatus(res);
     int rc = 0;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        api_admin_log_pg(conn, res, what);
+        mh_tool_log_pg(conn, res, what);
         rc = -1;
     }
     PQclear(res);
@@ -192,7 +193,7 @@ static int apply_one(PGconn *conn, const char *dir, const migration_t *m)
     res = PQexecParams(conn, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", 2,
                        NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        api_admin_log_pg(conn, res, "migrate: record");
+        mh_tool_log_pg(conn, res, "migrate: record");
         goto fail;
     }
     in_tx = false;
@@ -212,7 +213,7 @@ static PGresult *applied_versions(PGconn *conn)
 {
     PGresult *res = PQexec(conn, "SELECT version, name FROM schema_migrations ORDER BY version");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        api_admin_log_pg(conn, res, "migrate: schema_migrations");
+        mh_tool_log_pg(conn, res, "migrate: schema_migrations");
         PQclear(res);
         return NULL;
     }
@@ -245,7 +246,7 @@ int api_admin_migrate(const api_admin_ctx_t *ctx)
 
     res = PQexec(conn, "SELECT pg_try_advisory_lock(" MIGRATE_LOCK_KEY ")");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        api_admin_log_pg(conn, res, "migrate: lock");
+        mh_tool_log_pg(conn, res, "migrate: lock");
         goto fail;
     }
     if (PQgetvalue(res, 0, 0)[0] != 't') {

@@ -5,6 +5,7 @@
  */
 #include "admin_internal.h"
 
+#include "common/tool.h"
 #include "common/ids.h"
 #include "common/log.h"
 #include "common/pg.h"
@@ -68,7 +69,7 @@ static int exec_cmd(PGconn *conn, const char *sql, const char *what)
     PGresult *res = PQexec(conn, sql);
     int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
     if (rc != 0)
-        api_admin_log_pg(conn, res, what);
+        mh_tool_log_pg(conn, res, what);
     PQclear(res);
     return rc;
 }
@@ -93,7 +94,7 @@ int api_admin_readings(const api_admin_ctx_t *ctx, const api_admin_args_t *args)
     res = PQexecParams(conn, "SELECT sid FROM sensors WHERE id = $1", 1, NULL, idparam, NULL, NULL,
                        0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        api_admin_log_pg(conn, res, "readings: sensor");
+        mh_tool_log_pg(conn, res, "readings: sensor");
         goto fail;
     }
     if (PQntuples(res) != 1) {
@@ -120,7 +121,7 @@ int api_admin_readings(const api_admin_ctx_t *ctx, const api_admin_args_t *args)
                        " ORDER BY ts",
                        3, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        api_admin_log_pg(conn, res, "readings: query");
+        mh_tool_log_pg(conn, res, "readings: query");
         goto fail;
     }
     PQclear(res);
@@ -132,7 +133,7 @@ int api_admin_readings(const api_admin_ctx_t *ctx, const api_admin_args_t *args)
         /* resultFormat 1: int8 and float8 in binary, no text round trip. */
         res = PQexecParams(conn, "FETCH " FETCH_ROWS " FROM r", 0, NULL, NULL, NULL, NULL, 1);
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-            api_admin_log_pg(conn, res, "readings: fetch");
+            mh_tool_log_pg(conn, res, "readings: fetch");
             goto fail;
         }
         int n = print_rows(res);

@@ -229,24 +229,35 @@ static bool step(api_job_t *job, PGconn *pg, const char *sql, int n, const char 
     return ok;
 }
 
+/*
+ * Begins the change as the bound account (its id into acc[24]) and reads the device of the path
+ * with sql ($1: its id). Returns the owned one-row result, or NULL after answering: 404 for
+ * another account's device or none (row-level security hides the one like the other).
+ */
+static PGresult *owned_device(api_job_t *job, PGconn *pg, const char *sql, char *acc)
+{
+    long long account = api_db_begin_as(job, pg);
+    if (account < 0)
+        return NULL;
+    snprintf(acc, 24, "%lld", account);
+    PGresult *r = query(job, pg, sql, job->path_id);
+    if (r != NULL && PQntuples(r) != 1) {
+        PQclear(r);
+        rollback(pg);
+        api_job_error(job, 404, "not_found", "no such device");
+        return NULL;
+    }
+    return r;
+}
+
 void api_run_upgrades_put(api_job_t *job, PGconn *pg)
 {
     const char *consent = json_string_value(json_object_get(job->in, "consent"));
     char acc[24], before[8];
-    long long account = api_db_begin_as(job, pg);
-    if (account < 0)
-        return;
-    snprintf(acc, sizeof(acc), "%lld", account);
-    PGresult *r = query(job, pg, "SELECT upgrade_consent FROM devices WHERE id = $1 FOR UPDATE",
-                        job->path_id);
+    PGresult *r =
+        owned_device(job, pg, "SELECT upgrade_consent FROM devices WHERE id = $1 FOR UPDATE", acc);
     if (r == NULL)
         return;
-    if (PQntuples(r) != 1) {
-        PQclear(r);
-        rollback(pg);
-        api_job_error(job, 404, "not_found", "no such device");
-        return;
-    }
     snprintf(before, sizeof(before), "%s", PQgetvalue(r, 0, 0));
     PQclear(r);
     /* Only a change is a change: the same consent again records nothing. */
@@ -269,20 +280,10 @@ void api_run_upgrades_put(api_job_t *job, PGconn *pg)
 void api_run_upgrade_approve(api_job_t *job, PGconn *pg)
 {
     char acc[24], did[24], hardware[40], consent[8];
-    long long account = api_db_begin_as(job, pg);
-    if (account < 0)
-        return;
-    snprintf(acc, sizeof(acc), "%lld", account);
-    PGresult *r = query(job, pg, "SELECT did, hardware, upgrade_consent FROM devices WHERE id = $1",
-                        job->path_id);
+    PGresult *r = owned_device(
+        job, pg, "SELECT did, hardware, upgrade_consent FROM devices WHERE id = $1", acc);
     if (r == NULL)
         return;
-    if (PQntuples(r) != 1) {
-        PQclear(r);
-        rollback(pg);
-        api_job_error(job, 404, "not_found", "no such device");
-        return;
-    }
     snprintf(did, sizeof(did), "%s", PQgetvalue(r, 0, 0));
     snprintf(hardware, sizeof(hardware), "%s", PQgetvalue(r, 0, 1));
     snprintf(consent, sizeof(consent), "%s", PQgetvalue(r, 0, 2));

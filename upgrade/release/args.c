@@ -1,6 +1,7 @@
 /* meterhub-release's command line: one table of options, each valid for some commands. */
 #include "release_internal.h"
 
+#include "common/log.h"
 #include "common/alloc.h"
 #include "common/argv.h"
 #include "common/ids.h"
@@ -95,17 +96,6 @@ static const mh_opt_def_t opts[] = {
     {"--devices", OPT_DEVICES, true, CMD_BIT(UPG_REL_CMD_ROLLOUT_CREATE)},
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 int upg_rel_parse_percent(const char *s, int *bp)
 {
@@ -214,7 +204,7 @@ static int parse_command(const char *const *pos, size_t npos, upg_rel_cmd_t *cmd
                          char *err, size_t errlen)
 {
     if (npos == 0) {
-        set_err(err, errlen, "no command given");
+        mh_errf(err, errlen, "no command given");
         return -1;
     }
     bool group = false;
@@ -234,12 +224,12 @@ static int parse_command(const char *const *pos, size_t npos, upg_rel_cmd_t *cmd
         }
     }
     if (group)
-        set_err(err, errlen, "%s: expected %s, got '%s'", pos[0],
+        mh_errf(err, errlen, "%s: expected %s, got '%s'", pos[0],
                 strcmp(pos[0], "log") == 0 ? "verify"
                                            : "create, pause, resume, abort, set or status",
                 npos > 1 ? pos[1] : "nothing");
     else
-        set_err(err, errlen, "unknown command '%s'", pos[0]);
+        mh_errf(err, errlen, "unknown command '%s'", pos[0]);
     return -1;
 }
 
@@ -250,11 +240,11 @@ static int apply_opt(upg_rel_args_t *a, const mh_opt_seen_t *o, char *err, size_
     uint32_t vk[MH_RELEASE_VERSION_PARTS];
 
     if (!(o->def->cmds & CMD_BIT(a->cmd))) {
-        set_err(err, errlen, "option %s does not apply to '%s'", name, cmd_name(a->cmd));
+        mh_errf(err, errlen, "option %s does not apply to '%s'", name, cmd_name(a->cmd));
         return -1;
     }
     if (v[0] == '\0') {
-        set_err(err, errlen, "option %s: empty value", name);
+        mh_errf(err, errlen, "option %s: empty value", name);
         return -1;
     }
     switch (o->def->id) {
@@ -278,7 +268,7 @@ static int apply_opt(upg_rel_args_t *a, const mh_opt_seen_t *o, char *err, size_
         break;
     case OPT_VERSION:
         if (mh_release_version_parse(v, vk) != 0) {
-            set_err(err, errlen,
+            mh_errf(err, errlen,
                     "--version: expected 1 to 4 dot-separated numbers of 1 to 9 digits, got "
                     "'%.60s'",
                     v);
@@ -291,7 +281,7 @@ static int apply_opt(upg_rel_args_t *a, const mh_opt_seen_t *o, char *err, size_
         break;
     case OPT_EXPIRES:
         if (upg_rel_parse_days(v, &a->expires_s) != 0) {
-            set_err(err, errlen,
+            mh_errf(err, errlen,
                     "--expires: expected days, more than 0 and at most %.0f, got '%.60s'",
                     UPG_REL_EXPIRES_MAX_DAYS, v);
             return -1;
@@ -299,7 +289,7 @@ static int apply_opt(upg_rel_args_t *a, const mh_opt_seen_t *o, char *err, size_
         break;
     case OPT_NOTES:
         if (strlen(v) > MH_RELEASE_MAX_NOTES) {
-            set_err(err, errlen, "--notes: longer than %d bytes", MH_RELEASE_MAX_NOTES);
+            mh_errf(err, errlen, "--notes: longer than %d bytes", MH_RELEASE_MAX_NOTES);
             return -1;
         }
         a->notes = v;
@@ -313,7 +303,7 @@ static int apply_opt(upg_rel_args_t *a, const mh_opt_seen_t *o, char *err, size_
     case OPT_RELEASE:
         if (strnlen(v, MH_RELEASE_ID_LEN + 1) != MH_RELEASE_ID_LEN ||
             !mh_id_valid_n(v, MH_RELEASE_ID_LEN)) {
-            set_err(err, errlen, "--release: expected a release id (32 lowercase hex), got '%.60s'",
+            mh_errf(err, errlen, "--release: expected a release id (32 lowercase hex), got '%.60s'",
                     v);
             return -1;
         }
@@ -321,7 +311,7 @@ static int apply_opt(upg_rel_args_t *a, const mh_opt_seen_t *o, char *err, size_
         break;
     case OPT_PERCENT:
         if (upg_rel_parse_percent(v, &a->percent_bp) != 0) {
-            set_err(err, errlen,
+            mh_errf(err, errlen,
                     "--percent: expected 0 to 100 with at most two decimals, got '%.60s'", v);
             return -1;
         }
@@ -358,12 +348,12 @@ static int check_command(upg_rel_args_t *a, const char *const *rest, size_t nres
         break;
     }
     if (nrest < min) {
-        set_err(err, errlen, "%s: needs %s", cmd,
+        mh_errf(err, errlen, "%s: needs %s", cmd,
                 a->cmd == UPG_REL_CMD_PUBLISH ? "MANIFEST and IMAGE" : "a rollout ID");
         return -1;
     }
     if (nrest > max) {
-        set_err(err, errlen, "%s: unexpected argument '%.60s'", cmd, rest[max]);
+        mh_errf(err, errlen, "%s: unexpected argument '%.60s'", cmd, rest[max]);
         return -1;
     }
     if (a->cmd == UPG_REL_CMD_PUBLISH) {
@@ -371,7 +361,7 @@ static int check_command(upg_rel_args_t *a, const char *const *rest, size_t nres
         a->image = rest[1];
     } else if (nrest == 1) {
         if (parse_id(rest[0], &a->id) != 0) {
-            set_err(err, errlen, "%s: expected a rollout ID (a positive integer), got '%.60s'", cmd,
+            mh_errf(err, errlen, "%s: expected a rollout ID (a positive integer), got '%.60s'", cmd,
                     rest[0]);
             return -1;
         }
@@ -381,23 +371,23 @@ static int check_command(upg_rel_args_t *a, const char *const *rest, size_t nres
     switch (a->cmd) {
     case UPG_REL_CMD_KEYGEN:
         if (a->out == NULL) {
-            set_err(err, errlen, "keygen: needs --out DIR");
+            mh_errf(err, errlen, "keygen: needs --out DIR");
             return -1;
         }
         break;
     case UPG_REL_CMD_SIGN:
         if (a->key == NULL || a->image == NULL || a->version == NULL || a->hardware == NULL) {
-            set_err(err, errlen, "sign: needs --key, --image, --version and --hardware");
+            mh_errf(err, errlen, "sign: needs --key, --image, --version and --hardware");
             return -1;
         }
         if (a->notes != NULL && a->notes_file != NULL) {
-            set_err(err, errlen, "sign: give --notes or --notes-file, not both");
+            mh_errf(err, errlen, "sign: give --notes or --notes-file, not both");
             return -1;
         }
         break;
     case UPG_REL_CMD_ROLLOUT_CREATE:
         if (a->release == NULL) {
-            set_err(err, errlen, "rollout create: needs --release R");
+            mh_errf(err, errlen, "rollout create: needs --release R");
             return -1;
         }
         if (!a->has_percent)
@@ -405,7 +395,7 @@ static int check_command(upg_rel_args_t *a, const char *const *rest, size_t nres
         break;
     case UPG_REL_CMD_ROLLOUT_SET:
         if (!a->has_percent) {
-            set_err(err, errlen, "rollout set: needs --percent P");
+            mh_errf(err, errlen, "rollout set: needs --percent P");
             return -1;
         }
         break;
@@ -413,7 +403,7 @@ static int check_command(upg_rel_args_t *a, const char *const *rest, size_t nres
         break;
     }
     if (a->hardware != NULL && !mh_hardware_valid(a->hardware)) {
-        set_err(err, errlen, "--hardware: expected [a-z0-9][a-z0-9._-]{0,31}, got '%.60s'",
+        mh_errf(err, errlen, "--hardware: expected [a-z0-9][a-z0-9._-]{0,31}, got '%.60s'",
                 a->hardware);
         return -1;
     }

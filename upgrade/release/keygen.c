@@ -1,6 +1,7 @@
 /* keygen --out DIR: a new Ed25519 release key pair. */
 #include "release_internal.h"
 
+#include "common/tool.h"
 #include "common/alloc.h"
 #include "common/log.h"
 
@@ -105,7 +106,7 @@ int upg_rel_keygen(const upg_rel_args_t *args)
         goto fail;
     wrote_pub = true;
     rc =
-        upg_rel_print_json(json_pack("{s:s, s:s, s:s, s:s}", "key_id", key_id, "fingerprint",
+        mh_tool_print_json(json_pack("{s:s, s:s, s:s, s:s}", "key_id", key_id, "fingerprint",
                                      fingerprint, "public_key", pub_path, "private_key", key_path));
 fail:
     /* Half a key pair is no key pair. */

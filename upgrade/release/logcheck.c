@@ -7,6 +7,7 @@
  */
 #include "release_internal.h"
 
+#include "common/tool.h"
 #include "common/alloc.h"
 #include "common/log.h"
 
@@ -214,7 +215,7 @@ int upg_rel_log_verify(const upg_rel_ctx_t *ctx)
     res = upg_rel_query(conn, "log verify: COMMIT", "COMMIT", 0, NULL);
     if (res == NULL)
         goto fail;
-    if (upg_rel_print_json(json_pack("{s:i, s:o, s:I, s:b}", "entries", n, "head",
+    if (mh_tool_print_json(json_pack("{s:i, s:o, s:I, s:b}", "entries", n, "head",
                                      n > 0 ? json_string(prev) : json_null(), "errors",
                                      (json_int_t)c.errors, "verified", c.errors == 0)) != 0)
         goto fail;

@@ -8,6 +8,7 @@
  */
 #include "release_internal.h"
 
+#include "common/tool.h"
 #include "common/alloc.h"
 #include "common/ids.h"
 #include "common/log.h"
@@ -400,7 +401,7 @@ int upg_rel_publish(const upg_rel_ctx_t *ctx, const upg_rel_args_t *args)
     }
     mh_log(MH_LOG_INFO, "published release %s (%s for %s) as log entry %lld", r.id, m.version,
            m.hardware, (long long)r.seq);
-    rc = upg_rel_print_json(json_pack(
+    rc = mh_tool_print_json(json_pack(
         "{s:s, s:s, s:s, s:I, s:s, s:I, s:s, s:s, s:s}", "release", r.id, "version", m.version,
         "hardware", m.hardware, "size", (json_int_t)m.size, "image_sha256", m.sha256, "log_seq",
         (json_int_t)r.seq, "log_hash", r.hash, "key_id", m.key_id, "stored", stored));

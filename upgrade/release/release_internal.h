@@ -115,13 +115,6 @@ typedef struct upg_rel_ctx {
  * connection or NULL (logged). */
 PGconn *upg_rel_connect(const upg_rel_ctx_t *ctx);
 
-/* Prints obj as one line of JSON on stdout and releases it (takes ownership, also on
- * failure). Returns 0 or -1 (logged). */
-int upg_rel_print_json(json_t *obj);
-
-/* Logs what failed and the first line of the server's message (res's, else conn's). */
-void upg_rel_log_pg(PGconn *conn, const PGresult *res, const char *what);
-
 /* Runs a statement with text parameters (NULL: SQL NULL) and checks its status (TUPLES_OK or
  * COMMAND_OK). Returns the owned result, or NULL after logging "what: server message". */
 PGresult *upg_rel_query(PGconn *conn, const char *what, const char *sql, int nparams,

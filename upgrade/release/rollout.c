@@ -7,6 +7,7 @@
  */
 #include "release_internal.h"
 
+#include "common/tool.h"
 #include "common/alloc.h"
 #include "common/ids.h"
 #include "common/log.h"
@@ -132,7 +133,7 @@ static int print_rollout(PGconn *conn, const char *id)
             mh_log(MH_LOG_ERROR, "rollout %s: gone", id);
         goto fail;
     }
-    rc = upg_rel_print_json(json_pack("{s:I, s:s, s:o, s:I, s:s}", "id", col_int(res, 0, 0),
+    rc = mh_tool_print_json(json_pack("{s:I, s:s, s:o, s:I, s:s}", "id", col_int(res, 0, 0),
                                       "release", PQgetvalue(res, 0, 1), "percent",
                                       percent_json(PQgetvalue(res, 0, 2)), "devices",
                                       col_int(res, 0, 3), "state", PQgetvalue(res, 0, 4)));
@@ -403,7 +404,7 @@ int upg_rel_rollout_status(const upg_rel_ctx_t *ctx, const upg_rel_args_t *args)
                               "targeted", col_int(res, i, 6), "offered", col_int(res, i, 7),
                               "downloaded", col_int(res, i, 8), "installed", col_int(res, i, 9),
                               "failed", col_int(res, i, 10), "refused", col_int(res, i, 11));
-        if (upg_rel_print_json(o) != 0)
+        if (mh_tool_print_json(o) != 0)
             goto fail;
     }
     rc = 0;

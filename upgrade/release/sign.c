@@ -4,6 +4,7 @@
  */
 #include "release_internal.h"
 
+#include "common/tool.h"
 #include "common/alloc.h"
 #include "common/log.h"
 
@@ -127,7 +128,7 @@ int upg_rel_sign(const upg_rel_args_t *args)
     if (upg_rel_write_new(sig_path, sig_line, strlen(sig_line), 0644) != 0)
         goto fail;
     wrote_sig = true;
-    rc = upg_rel_print_json(
+    rc = mh_tool_print_json(
         json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:I, s:I}", "release", release,
                   "manifest", manifest_path, "signature", sig_path, "version", m.version,
                   "hardware", m.hardware, "size", (json_int_t)m.size, "sha256", m.sha256, "key_id",
