@@ -18,6 +18,7 @@
 set -euo pipefail
 source "$MH_SRC/tests/lib/testlib.sh"
 source "$MH_SRC/tests/lib/release_helpers.sh"
+source "$MH_SRC/tests/lib/sim_upgrade_helpers.sh"
 
 command -v python3 >/dev/null 2>&1 || t_skip "python3 is needed for the fake server"
 
@@ -25,8 +26,9 @@ t_init sim_upgrade_meter
 t_release_env
 
 fleet="$T_WORK/fleet"
-mkdir -p "$fleet" "$T_WORK/img"
-t_admin device add --account sim --sensors 1 --count 6 --out "$fleet" >"$fleet/fleet.json"
+mkdir -p "$T_WORK/img"
+# Six meters, at least one with its flag on at 0.5 and one with it off (the install case).
+t_upg_mixed_fleet "$fleet" 6 0.5 1 1
 jq -r .device "$fleet/fleet.json" >"$T_WORK/consent.txt"
 t_release_keygen >/dev/null
 t_release_keygen "$T_WORK/other-key" >/dev/null

@@ -37,6 +37,26 @@ t_upg_fleet() {
     t_sync_directory
 }
 
+# t_upg_mixed_fleet DIR COUNT FRACTION MIN_ON MIN_OFF: as t_upg_fleet, provisioned again (a
+# bounded number of times) until at least MIN_ON of the COUNT meters have remote_upgrade on at
+# FRACTION and at least MIN_OFF have it off. The flags follow from the random device ids, so a
+# test that needs both kinds of meter must not leave it to luck (6 meters at 0.5 are all off
+# once in 64 fleets). Devices of a discarded try stay provisioned but are never run.
+t_upg_mixed_fleet() {
+    local dir=$1 count=$2 fraction=$3 min_on=$4 min_off=$5 try on id
+    for ((try = 1; try <= 20; try++)); do
+        t_upg_fleet "$dir" "$count"
+        on=0
+        for id in $(jq -r .device "$dir/fleet.json"); do
+            if t_upg_flag "$id" "$fraction"; then on=$((on + 1)); fi
+        done
+        ((on >= min_on && count - on >= min_off)) && return 0
+    done
+    printf 'sim_upgrade_helpers: no fleet of %s with %s+ flags on and %s+ off in 20 tries\n' \
+        "$count" "$min_on" "$min_off" >&2
+    return 1
+}
+
 # t_upg_consent DEVICE_ID off|ask|auto: the owner's consent.
 t_upg_consent() {
     local code
