@@ -236,7 +236,7 @@ void ing_queue_heartbeat(ing_worker_t *w, struct evhttp_request *req, const ing_
                          json_t *upgrade);
 
 /* upgrade.c: firmware offers and downloads (docs/upgrade.md). Worker thread. */
-/* Sets up w->upg (its PostgreSQL connection) when ingest.firmware_store is set. 0 or -1. */
+/* Sets up w->upg (its PostgreSQL connections) when ingest.firmware_store is set. 0 or -1. */
 int ing_upgrade_start(ing_worker_t *w);
 /* Answers every heartbeat and download still waiting, and frees w->upg. */
 void ing_upgrade_stop(ing_worker_t *w);

@@ -2,8 +2,8 @@
  * Firmware on the device wire (docs/upgrade.md): the offer in a heartbeat's answer, the
  * outcome a meter reports, and GET /firmware/<release-id>.
  *
- * PostgreSQL decides everything (upg_heartbeats of deploy/sql/012, upg_download of 010), asked
- * without blocking the worker through its own connection (w->upg->pg). When it cannot be
+ * PostgreSQL decides everything (upg_heartbeats and upg_downloads of deploy/sql/013), asked in
+ * batches without blocking the worker, on connections of its own (w->upg). When it cannot be
  * asked, the answer is the safe one: a heartbeat gets no offer, a download gets 503, and a
  * report, which must not be lost, gets 503 so the meter sends it again.
  */
@@ -11,6 +11,7 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
+#include "common/pgbatch.h"
 #include "upgrade/serve.h"
 
 #include <errno.h>
@@ -25,15 +26,15 @@
 
 #define UPG_RETRY_AFTER 2
 
-/* Heartbeats go to PostgreSQL in batches: those that arrive while a batch is out wait for the
- * next one, up to HB_BATCH_MAX in a call. Beyond HB_PENDING_MAX waiting, the worker is
- * overloaded and sheds: a heartbeat is answered at once without an offer (a report gets 503),
- * rather than after a wait that would only end in a timeout. */
-#define HB_BATCH_MAX 256
-/* Download checks come in bursts (a rollout reaches many meters within one heartbeat period):
- * they are spread over a few connections, each running one at a time. */
-#define FETCH_CONNS 4
-#define HB_PENDING_MAX 4096
+/* Offer checks and download checks go to PostgreSQL in batches (common/pgbatch): those that
+ * arrive while a batch is out wait for the next one, up to BATCH_MAX in a call. Beyond
+ * PENDING_MAX waiting, the worker is overloaded and sheds: a heartbeat is answered at once
+ * without an offer (a report and a download get 503), rather than after a wait that would only
+ * end in a timeout. Download checks come in bursts (a rollout reaches many meters within one
+ * heartbeat period) and have connections of their own, so they never wait behind heartbeats. */
+#define BATCH_MAX 256
+#define PENDING_MAX 4096
+#define DOWNLOAD_CONNS 2
 
 /* encode(..., 'base64') wraps lines at 76 characters: the offer wants one line. */
 static const char heartbeats_sql[] =
@@ -42,36 +43,23 @@ static const char heartbeats_sql[] =
     " FROM upg_heartbeats($1::jsonb)";
 #define HB_NCOLS 8
 
-static const char download_sql[] =
-    "SELECT status, image_sha256, size FROM upg_download($1::bigint, $2, $3::bigint, $4::bigint)";
+static const char downloads_sql[] =
+    "SELECT ord, status, image_sha256, size FROM upg_downloads($1::jsonb)";
+#define DL_NCOLS 4
 
-typedef struct hb_wait hb_wait_t;
-struct hb_wait {
-    hb_wait_t *next;
+typedef struct hb_wait {
     struct evhttp_request *req;
     ing_heartbeat_t hb;
-};
-
-/* One call of upg_heartbeats: the heartbeats it decides, in the order sent. */
-typedef struct hb_batch {
-    ing_worker_t *w;
-    size_t n;
-    hb_wait_t *v[HB_BATCH_MAX];
-} hb_batch_t;
+} hb_wait_t;
 
 struct ing_upgrade {
-    mh_pgasync_t *pg;                    /* heartbeat batches */
-    mh_pgasync_t *pg_fetch[FETCH_CONNS]; /* download checks: never queued behind a batch */
-    hb_wait_t *head, *tail;              /* waiting for the next batch (owned) */
-    size_t npending;
-    bool inflight; /* a batch is out */
-    bool stopping;
-    struct event *flush_ev;
+    mh_pgbatch_t *heartbeats;
+    mh_pgbatch_t *downloads;
 };
 
 typedef struct dl_wait {
-    ing_worker_t *w;
     struct evhttp_request *req;
+    uint64_t did;
     char release[MH_ID_LEN + 1];
     upg_range_t range;
 } dl_wait_t;
@@ -91,12 +79,6 @@ static void note_failure(ing_worker_t *w, const char *what, const PGresult *res,
     mh_log(MH_LOG_WARN, "worker %d: %s failed (%" PRIu64 " so far): %s", w->index, what, n, line);
 }
 
-static bool one_row(const PGresult *res, int ncols)
-{
-    return res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-           PQnfields(res) == ncols;
-}
-
 static json_t *offer_json(const PGresult *res, int row)
 {
     char url[sizeof("/firmware/") + MH_ID_LEN];
@@ -109,8 +91,10 @@ static json_t *offer_json(const PGresult *res, int row)
 
 /* Answers one heartbeat from row `row` of its batch's result, or, with res NULL, as PostgreSQL
  * could not decide it: no offer, and 503 for a report that must not be lost. Frees hw. */
-static void answer_heartbeat(ing_worker_t *w, hb_wait_t *hw, const PGresult *res, int row)
+static void answer_heartbeat(void *item, const PGresult *res, int row, void *arg)
 {
+    hb_wait_t *hw = item;
+    ing_worker_t *w = arg;
     json_t *offer = NULL;
 
     if (res == NULL) {
@@ -143,35 +127,10 @@ done:
     free(hw);
 }
 
-static void batch_done(const PGresult *res, const char *err, void *arg)
+static json_t *heartbeat_element(void *item, void *arg)
 {
-    hb_batch_t *b = arg;
-    ing_worker_t *w = b->w;
-    ing_upgrade_t *u = w->upg;
-
-    u->inflight = false;
-    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) != HB_NCOLS) {
-        note_failure(w, "the firmware offer check", res, err);
-        res = NULL;
-    }
-    for (int row = 0; res != NULL && row < PQntuples(res); row++) {
-        long long ord = strtoll(PQgetvalue(res, row, 0), NULL, 10);
-        if (ord < 1 || (size_t)ord > b->n || b->v[ord - 1] == NULL)
-            continue;
-        answer_heartbeat(w, b->v[ord - 1], res, row);
-        b->v[ord - 1] = NULL;
-    }
-    /* Any heartbeat the answer left out is answered as undecided. */
-    for (size_t i = 0; i < b->n; i++)
-        if (b->v[i] != NULL)
-            answer_heartbeat(w, b->v[i], NULL, -1);
-    free(b);
-    if (u->npending > 0 && !u->stopping)
-        event_active(u->flush_ev, EV_TIMEOUT, 0);
-}
-
-static json_t *batch_element(const ing_heartbeat_t *hb)
-{
+    (void)arg;
+    const ing_heartbeat_t *hb = &((hb_wait_t *)item)->hb;
     json_t *e = json_pack("{s:I, s:s, s:b}", "did", (json_int_t)hb->did, "version",
                           hb->firmware_version, "remote", hb->remote_upgrade);
     if (e != NULL && hb->has_report) {
@@ -183,34 +142,18 @@ static json_t *batch_element(const ing_heartbeat_t *hb)
     return e;
 }
 
-/* Sends the heartbeats waiting, up to HB_BATCH_MAX, unless a batch is already out. */
-static void flush_cb(evutil_socket_t fd, short what, void *arg)
+static void heartbeats_failed(const PGresult *res, const char *err, void *arg)
 {
-    ing_worker_t *w = arg;
-    ing_upgrade_t *u = w->upg;
-    if (u->inflight || u->npending == 0 || u->stopping)
-        return;
-    hb_batch_t *b = mh_calloc(1, sizeof(*b));
-    b->w = w;
-    json_t *arr = json_array();
-    while (u->head != NULL && b->n < HB_BATCH_MAX) {
-        hb_wait_t *hw = u->head;
-        u->head = hw->next;
-        if (u->head == NULL)
-            u->tail = NULL;
-        u->npending--;
-        hw->next = NULL;
-        b->v[b->n++] = hw;
-        json_array_append_new(arr, batch_element(&hw->hb));
-    }
-    char *text = json_dumps(arr, JSON_COMPACT);
-    json_decref(arr);
-    const char *params[1] = {text};
-    u->inflight = true;
-    if (text == NULL || mh_pgasync_query(u->pg, heartbeats_sql, 1, params, batch_done, b) != 0)
-        batch_done(NULL, "cannot send the batch", b);
-    free(text);
+    note_failure(arg, "the firmware offer check", res, err);
 }
+
+static const mh_pgbatch_ops_t heartbeat_ops = {
+    .sql = heartbeats_sql,
+    .ncols = HB_NCOLS,
+    .element = heartbeat_element,
+    .answer = answer_heartbeat,
+    .failed = heartbeats_failed,
+};
 
 void ing_upgrade_heartbeat(ing_worker_t *w, struct evhttp_request *req, const ing_heartbeat_t *hb)
 {
@@ -228,41 +171,43 @@ void ing_upgrade_heartbeat(ing_worker_t *w, struct evhttp_request *req, const in
     hb_wait_t *hw = mh_calloc(1, sizeof(*hw));
     hw->req = req;
     hw->hb = *hb;
-    if (u->npending >= HB_PENDING_MAX) {
+    if (mh_pgbatch_add(u->heartbeats, hw) != 0) {
         note_failure(w, "the firmware offer check", NULL, "too many heartbeats waiting");
-        answer_heartbeat(w, hw, NULL, -1);
-        return;
+        answer_heartbeat(hw, NULL, -1, w);
     }
-    if (u->tail != NULL)
-        u->tail->next = hw;
-    else
-        u->head = hw;
-    u->tail = hw;
-    u->npending++;
-    /* At the end of this loop turn, so that the heartbeats of the turn go together. */
-    if (!u->inflight)
-        event_active(u->flush_ev, EV_TIMEOUT, 0);
 }
+
+static void answer_download(void *item, const PGresult *res, int row, void *arg);
+static json_t *download_element(void *item, void *arg);
+
+static void downloads_failed(const PGresult *res, const char *err, void *arg)
+{
+    note_failure(arg, "the firmware download check", res, err);
+}
+
+static const mh_pgbatch_ops_t download_ops = {
+    .sql = downloads_sql,
+    .ncols = DL_NCOLS,
+    .element = download_element,
+    .answer = answer_download,
+    .failed = downloads_failed,
+};
 
 int ing_upgrade_start(ing_worker_t *w)
 {
     const ing_conf_t *c = &w->srv->cfg->ingest;
+    const char *conninfo = w->srv->cfg->pg.conninfo;
     if (c->firmware_store == NULL || c->firmware_store[0] == '\0')
         return 0;
     ing_upgrade_t *u = mh_calloc(1, sizeof(*u));
     w->upg = u;
-    u->flush_ev = event_new(w->base, -1, 0, flush_cb, w);
-    /* One batch at a time on one connection; downloads one query each on another. */
-    u->pg = mh_pgasync_new(w->base, w->srv->cfg->pg.conninfo, "meterhub-ingest-upgrade",
-                           c->upgrade_timeout_ms, 2);
-    bool ok = u->flush_ev != NULL && u->pg != NULL;
-    for (int i = 0; i < FETCH_CONNS; i++) {
-        u->pg_fetch[i] =
-            mh_pgasync_new(w->base, w->srv->cfg->pg.conninfo, "meterhub-ingest-download",
-                           c->upgrade_timeout_ms, c->max_inflight);
-        ok = ok && u->pg_fetch[i] != NULL;
-    }
-    return ok ? 0 : -1;
+    u->heartbeats =
+        mh_pgbatch_new(w->base, conninfo, "meterhub-ingest-upgrade", c->upgrade_timeout_ms, 1,
+                       BATCH_MAX, PENDING_MAX, &heartbeat_ops, w);
+    u->downloads =
+        mh_pgbatch_new(w->base, conninfo, "meterhub-ingest-download", c->upgrade_timeout_ms,
+                       DOWNLOAD_CONNS, BATCH_MAX, PENDING_MAX, &download_ops, w);
+    return u->heartbeats != NULL && u->downloads != NULL ? 0 : -1;
 }
 
 void ing_upgrade_stop(ing_worker_t *w)
@@ -270,17 +215,8 @@ void ing_upgrade_stop(ing_worker_t *w)
     ing_upgrade_t *u = w->upg;
     if (u == NULL)
         return;
-    u->stopping = true;
-    mh_pgasync_free(u->pg); /* answers the batch and the downloads still out */
-    for (int i = 0; i < FETCH_CONNS; i++)
-        mh_pgasync_free(u->pg_fetch[i]);
-    while (u->head != NULL) {
-        hb_wait_t *hw = u->head;
-        u->head = hw->next;
-        answer_heartbeat(w, hw, NULL, -1);
-    }
-    if (u->flush_ev != NULL)
-        event_free(u->flush_ev);
+    mh_pgbatch_free(u->heartbeats); /* answers what is out and what waits */
+    mh_pgbatch_free(u->downloads);
     free(u);
     w->upg = NULL;
 }
@@ -357,26 +293,54 @@ static void send_image(ing_worker_t *w, struct evhttp_request *req, const dl_wai
     evhttp_send_reply(req, status, NULL, NULL);
 }
 
-static void download_done(const PGresult *res, const char *err, void *arg)
+/* Answers one download from row `row` of its batch's result, or with 503 when PostgreSQL did
+ * not decide it. Frees dw. */
+static void answer_download(void *item, const PGresult *res, int row, void *arg)
 {
-    dl_wait_t *dw = arg;
-    ing_worker_t *w = dw->w;
+    dl_wait_t *dw = item;
+    ing_worker_t *w = arg;
 
-    if (!one_row(res, 3)) {
-        note_failure(w, "the firmware download check", res, err);
+    if (res == NULL) {
         ing_send_error(w, dw->req, 503, "upgrade_unavailable", NULL,
                        "cannot check the offer right now; retry later", UPG_RETRY_AFTER);
         goto done;
     }
-    if (strcmp(PQgetvalue(res, 0, 0), "ok") != 0) {
+    if (strcmp(PQgetvalue(res, row, 1), "ok") != 0) {
         atomic_fetch_add_explicit(&w->metrics.firmware_refused, 1, memory_order_relaxed);
         ing_send_error(w, dw->req, 403, "not_offered", NULL,
                        "this device holds no open offer of that release", 0);
         goto done;
     }
-    send_image(w, dw->req, dw, PQgetvalue(res, 0, 1), strtoll(PQgetvalue(res, 0, 2), NULL, 10));
+    send_image(w, dw->req, dw, PQgetvalue(res, row, 2), strtoll(PQgetvalue(res, row, 3), NULL, 10));
 done:
     free(dw);
+}
+
+/* The check's element: what the response will cover, so PostgreSQL can tell when it reaches
+ * the last byte ("first" null: a non-empty suffix, which may; an empty suffix never does). */
+static json_t *download_element(void *item, void *arg)
+{
+    (void)arg;
+    const dl_wait_t *dw = item;
+    json_t *first = NULL, *last = json_null();
+    switch (dw->range.kind) {
+    case UPG_RANGE_SUFFIX:
+        first = dw->range.a > 0 ? json_null() : json_integer(INT64_MAX);
+        break;
+    case UPG_RANGE_SPAN:
+        json_decref(last);
+        last = json_integer(dw->range.b);
+        /* fall through */
+    case UPG_RANGE_FROM:
+        first = json_integer(dw->range.a);
+        break;
+    case UPG_RANGE_ALL:
+    default:
+        first = json_integer(0);
+        break;
+    }
+    return json_pack("{s:I, s:s, s:o, s:o}", "did", (json_int_t)dw->did, "release", dw->release,
+                     "first", first, "last", last);
 }
 
 void ing_upgrade_download(ing_worker_t *w, struct evhttp_request *req, const char *id, size_t idlen)
@@ -401,40 +365,12 @@ void ing_upgrade_download(ing_worker_t *w, struct evhttp_request *req, const cha
         return;
     }
     dl_wait_t *dw = mh_calloc(1, sizeof(*dw));
-    dw->w = w;
     dw->req = req;
+    dw->did = d->did;
     memcpy(dw->release, id, MH_ID_LEN);
     upg_range_parse(evhttp_find_header(evhttp_request_get_input_headers(req), "Range"), &dw->range);
-
-    /* What the response will cover, so PostgreSQL can tell when it reaches the last byte
-     * (an empty suffix never does). */
-    char did[24], first[24], last[24];
-    const char *pfirst = first, *plast = NULL;
-    snprintf(did, sizeof(did), "%" PRIu64, d->did);
-    switch (dw->range.kind) {
-    case UPG_RANGE_SUFFIX:
-        if (dw->range.a > 0)
-            pfirst = NULL;
-        else
-            snprintf(first, sizeof(first), "%" PRId64, INT64_MAX);
-        break;
-    case UPG_RANGE_SPAN:
-        snprintf(last, sizeof(last), "%" PRId64, dw->range.b);
-        plast = last;
-        /* fall through */
-    case UPG_RANGE_FROM:
-        snprintf(first, sizeof(first), "%" PRId64, dw->range.a);
-        break;
-    case UPG_RANGE_ALL:
-    default:
-        snprintf(first, sizeof(first), "0");
-        break;
+    if (mh_pgbatch_add(w->upg->downloads, dw) != 0) {
+        note_failure(w, "the firmware download check", NULL, "too many downloads waiting");
+        answer_download(dw, NULL, -1, w);
     }
-    const char *params[4] = {did, dw->release, pfirst, plast};
-    mh_pgasync_t *pg = w->upg->pg_fetch[0];
-    for (int i = 1; i < FETCH_CONNS; i++)
-        if (mh_pgasync_pending(w->upg->pg_fetch[i]) < mh_pgasync_pending(pg))
-            pg = w->upg->pg_fetch[i];
-    if (mh_pgasync_query(pg, download_sql, 4, params, download_done, dw) != 0)
-        download_done(NULL, "too many checks waiting", dw);
 }

@@ -3,6 +3,7 @@
 # PostgreSQL down while meters heartbeat and download (docs/upgrade.md): heartbeats are still
 # accepted, with no offer (no answer means no); a report, which must not be lost, and a
 # download both get 503 with Retry-After; once PostgreSQL is back, offers resume by themselves.
+# Then PostgreSQL stalled rather than down: downloads get 503 after a bounded wait, never hang.
 set -euo pipefail
 source "$MH_SRC/tests/lib/testlib.sh"
 
@@ -55,6 +56,41 @@ t_pg_start
 t_ok "PostgreSQL back: offers resume by themselves" t_wait_until 20 offer_back
 t_eq "the download works again" 200 "$(t_curl "$dev" "/firmware/$rel")"
 t_eq "the image" "$digest" "$(sha256sum <"$T_BODY" | cut -d' ' -f1)"
+
+# PostgreSQL up but stalled (the offers locked by another session): a download check waits for
+# its batch no longer than upgrade_timeout_ms (1 s here), and its batch no longer than that
+# again. Eight downloads at once each get 503 within a few seconds, none hangs; once the lock
+# is gone, downloads work again.
+psql -X -q -At "$T_PG_URI" -c "BEGIN; LOCK TABLE upgrade_offers IN ACCESS EXCLUSIVE MODE;
+                                SELECT pg_sleep(6); COMMIT" >/dev/null 2>&1 &
+lock_pid=$!
+locked() {
+    [[ "$(t_psql "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+                  WHERE c.relname = 'upgrade_offers' AND l.mode = 'AccessExclusiveLock'
+                    AND l.granted")" == 1 ]]
+}
+t_ok "stalled: the offers are locked" t_wait_until 5 locked
+started=$(date +%s%N)
+stall_pids=()
+for i in $(seq 1 8); do
+    dir="$T_WORK/stall/$i"
+    mkdir -p "$dir"
+    (T_WORK="$dir" T_BODY="$dir/body" t_curl "$dev" "/firmware/$rel" >"$dir/code") &
+    stall_pids+=("$!")
+done
+wait "${stall_pids[@]}" || true
+elapsed_ms=$((($(date +%s%N) - started) / 1000000))
+n503=0
+for i in $(seq 1 8); do
+    [[ "$(cat "$T_WORK/stall/$i/code")" == 503 ]] &&
+        grep -q '"error":"upgrade_unavailable"' "$T_WORK/stall/$i/body" && n503=$((n503 + 1))
+done
+t_eq "stalled: each of 8 downloads got 503 upgrade_unavailable" 8 "$n503"
+t_ok "stalled: all answered within 5 s ($elapsed_ms ms), none waited for the lock" \
+    test "$elapsed_ms" -lt 5000
+wait "$lock_pid" || true
+download_ok() { [[ "$(t_curl "$dev" "/firmware/$rel")" == 200 ]]; }
+t_ok "after the stall: the download works again" t_wait_until 10 download_ok
 t_eq "the report lost to the outage was not recorded" 0 \
     "$(t_psql "SELECT count(*) FROM audit_log WHERE kind = 'firmware_failed'")"
 t_eq "sent again, it is" 200 "$(hb "{\"release\":\"$rel\",\"outcome\":\"failed\",\"reason\":\"flash\"}")"

@@ -217,6 +217,41 @@ refuse_dl "download of an unknown release" 403 not_offered "$dev" "$(printf 'f%.
 refuse_dl "download of a malformed release id" 404 not_found "$dev" "not-a-release"
 refuse_dl "download with POST" 405 method_not_allowed "$dev" "$valid" -X POST
 t_eq "download without a certificate: no TLS session" 000 "$(get "" "$valid")"
+
+# A burst: download checks go to PostgreSQL in batches, and each answer must reach its own
+# request. 16 ranges of the offered device and 8 requests of a device never offered it, all
+# at once; each range must be its own slice of the image, each refusal a 403.
+burst_get() {
+    local i=$1 d=$2 dir="$T_WORK/burst/$1"
+    shift 2
+    mkdir -p "$dir"
+    (T_WORK="$dir" T_BODY="$dir/body" get "$d" "$valid" "$@" >"$dir/code") &
+    burst_pids+=("$!")
+}
+burst_pids=()
+for i in $(seq 0 23); do
+    if ((i % 3 == 2)); then
+        burst_get "$i" "${devs[auto/out/valid]}"
+    else
+        burst_get "$i" "$dev" -H "Range: bytes=$((i * 1000))-$((i * 1000 + 999))"
+    fi
+done
+# Only these: the daemons are children of this shell too. Each curl has its own --max-time.
+wait "${burst_pids[@]}" || true
+burst_ok=0 burst_refused=0
+for i in $(seq 0 23); do
+    code="$(cat "$T_WORK/burst/$i/code")"
+    if ((i % 3 == 2)); then
+        [[ "$code" == 403 ]] && grep -q '"error":"not_offered"' "$T_WORK/burst/$i/body" &&
+            burst_refused=$((burst_refused + 1))
+    elif [[ "$code" == 206 ]] &&
+        cmp -s "$T_WORK/burst/$i/body" <(tail -c "+$((i * 1000 + 1))" "$valid_image" | head -c 1000); then
+        burst_ok=$((burst_ok + 1))
+    fi
+done
+t_eq "burst: each of 16 ranges got its own slice of the image" 16 "$burst_ok"
+t_eq "burst: each of 8 requests without an offer got 403" 8 "$burst_refused"
+
 refused_before="$(t_metric ingest meterhub_ingest_firmware_refused_total)"
 t_ok "refused downloads are counted" test "$refused_before" -ge 3
 
