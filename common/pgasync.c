@@ -386,8 +386,3 @@ void mh_pgasync_one_line(const char *msg, char *out, size_t outlen)
     if (outlen > 0)
         out[n] = '\0';
 }
-
-long mh_pgasync_pending(const mh_pgasync_t *pa)
-{
-    return pa->nqueued;
-}

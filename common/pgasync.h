@@ -51,7 +51,4 @@ int mh_pgasync_query(mh_pgasync_t *pa, const char *sql, int nparams, const char 
 /* Copies a libpq message (several lines, tabs, a trailing newline) into out as one line. */
 void mh_pgasync_one_line(const char *msg, char *out, size_t outlen);
 
-/* Queries waiting or running: for spreading queries over several connections. */
-long mh_pgasync_pending(const mh_pgasync_t *pa);
-
 #endif
