@@ -8,12 +8,10 @@
 #include <stdlib.h>
 #include <time.h>
 
-typedef struct pgb_item pgb_item_t;
-struct pgb_item {
-    pgb_item_t *next;
+typedef struct pgb_slot {
     void *item;
     long long queued_ms;
-};
+} pgb_slot_t;
 
 /* One statement out on one connection: the items it decides, in the order sent. */
 typedef struct pgb_call {
@@ -30,9 +28,9 @@ struct mh_pgbatch {
     size_t max_batch, max_pending;
     int nconns;
     mh_pgasync_t **conns;
-    bool *busy;              /* conns[i] has a call out */
-    pgb_item_t *head, *tail; /* waiting, oldest first (owned) */
-    size_t npending;
+    bool *busy;       /* conns[i] has a call out */
+    pgb_slot_t *ring; /* waiting, oldest at head: max_pending slots, no allocation per item */
+    size_t head, npending;
     struct event *flush_ev;
     bool stopping;
 };
@@ -71,12 +69,10 @@ static void call_done(const PGresult *res, const char *err, void *arg)
         event_active(b->flush_ev, EV_TIMEOUT, 0);
 }
 
-static pgb_item_t *pop(mh_pgbatch_t *b)
+static pgb_slot_t pop(mh_pgbatch_t *b)
 {
-    pgb_item_t *e = b->head;
-    b->head = e->next;
-    if (b->head == NULL)
-        b->tail = NULL;
+    pgb_slot_t e = b->ring[b->head];
+    b->head = (b->head + 1) % b->max_pending;
     b->npending--;
     return e;
 }
@@ -87,10 +83,8 @@ static void expire(mh_pgbatch_t *b)
 {
     long long limit = now_ms() - b->timeout_ms;
     size_t n = 0;
-    while (b->head != NULL && b->head->queued_ms < limit) {
-        pgb_item_t *e = pop(b);
-        b->ops->answer(e->item, NULL, -1, b->arg);
-        free(e);
+    while (b->npending > 0 && b->ring[b->head].queued_ms < limit) {
+        b->ops->answer(pop(b).item, NULL, -1, b->arg);
         n++;
     }
     if (n > 0 && b->ops->failed != NULL)
@@ -105,25 +99,24 @@ static void send_call(mh_pgbatch_t *b, int conn)
     c->b = b;
     c->conn = conn;
     json_t *arr = json_array();
-    while (c->n < n) {
-        pgb_item_t *e = pop(b);
-        json_t *el = arr != NULL ? b->ops->element(e->item, b->arg) : NULL;
-        if (el == NULL || json_array_append_new(arr, el) != 0) {
-            b->ops->answer(e->item, NULL, -1, b->arg);
-            free(e);
-            n--;
-            continue;
-        }
-        c->items[c->n++] = e->item;
-        free(e);
+    for (size_t i = 0; i < n; i++) {
+        void *item = pop(b).item;
+        json_t *el = arr != NULL ? b->ops->element(item, b->arg) : NULL;
+        if (el == NULL || json_array_append_new(arr, el) != 0)
+            b->ops->answer(item, NULL, -1, b->arg); /* nothing to send for it */
+        else
+            c->items[c->n++] = item;
     }
-    char *text = arr != NULL && c->n > 0 ? json_dumps(arr, JSON_COMPACT) : NULL;
+    if (c->n == 0) {
+        json_decref(arr);
+        free(c);
+        return;
+    }
+    char *text = arr != NULL ? json_dumps(arr, JSON_COMPACT) : NULL;
     json_decref(arr);
     const char *params[1] = {text};
     b->busy[conn] = true;
-    if (c->n == 0)
-        call_done(NULL, NULL, c);
-    else if (text == NULL)
+    if (text == NULL)
         call_done(NULL, "cannot encode the batch", c);
     else if (mh_pgasync_query(b->conns[conn], b->ops->sql, 1, params, call_done, c) != 0)
         call_done(NULL, "cannot send the batch", c);
@@ -153,7 +146,8 @@ mh_pgbatch_t *mh_pgbatch_new(struct event_base *base, const char *conninfo,
     b->arg = arg;
     b->timeout_ms = timeout_ms;
     b->max_batch = max_batch > 0 ? max_batch : 1;
-    b->max_pending = max_pending;
+    b->max_pending = max_pending > 0 ? max_pending : 1;
+    b->ring = mh_calloc(b->max_pending, sizeof(*b->ring));
     b->nconns = nconns > 0 ? nconns : 1;
     b->conns = mh_calloc((size_t)b->nconns, sizeof(*b->conns));
     b->busy = mh_calloc((size_t)b->nconns, sizeof(*b->busy));
@@ -181,15 +175,13 @@ void mh_pgbatch_free(mh_pgbatch_t *b)
     b->stopping = true;
     for (int i = 0; i < b->nconns; i++)
         mh_pgasync_free(b->conns[i]); /* answers the calls out */
-    while (b->head != NULL) {
-        pgb_item_t *e = pop(b);
-        b->ops->answer(e->item, NULL, -1, b->arg);
-        free(e);
-    }
+    while (b->npending > 0)
+        b->ops->answer(pop(b).item, NULL, -1, b->arg);
     if (b->flush_ev != NULL)
         event_free(b->flush_ev);
     free(b->conns);
     free(b->busy);
+    free(b->ring);
     free(b);
 }
 
@@ -197,14 +189,7 @@ int mh_pgbatch_add(mh_pgbatch_t *b, void *item)
 {
     if (b->npending >= b->max_pending)
         return -1;
-    pgb_item_t *e = mh_calloc(1, sizeof(*e));
-    e->item = item;
-    e->queued_ms = now_ms();
-    if (b->tail != NULL)
-        b->tail->next = e;
-    else
-        b->head = e;
-    b->tail = e;
+    b->ring[(b->head + b->npending) % b->max_pending] = (pgb_slot_t){item, now_ms()};
     b->npending++;
     event_active(b->flush_ev, EV_TIMEOUT, 0);
     return 0;

@@ -177,50 +177,6 @@ void ing_upgrade_heartbeat(ing_worker_t *w, struct evhttp_request *req, const in
     }
 }
 
-static void answer_download(void *item, const PGresult *res, int row, void *arg);
-static json_t *download_element(void *item, void *arg);
-
-static void downloads_failed(const PGresult *res, const char *err, void *arg)
-{
-    note_failure(arg, "the firmware download check", res, err);
-}
-
-static const mh_pgbatch_ops_t download_ops = {
-    .sql = downloads_sql,
-    .ncols = DL_NCOLS,
-    .element = download_element,
-    .answer = answer_download,
-    .failed = downloads_failed,
-};
-
-int ing_upgrade_start(ing_worker_t *w)
-{
-    const ing_conf_t *c = &w->srv->cfg->ingest;
-    const char *conninfo = w->srv->cfg->pg.conninfo;
-    if (c->firmware_store == NULL || c->firmware_store[0] == '\0')
-        return 0;
-    ing_upgrade_t *u = mh_calloc(1, sizeof(*u));
-    w->upg = u;
-    u->heartbeats =
-        mh_pgbatch_new(w->base, conninfo, "meterhub-ingest-upgrade", c->upgrade_timeout_ms, 1,
-                       BATCH_MAX, PENDING_MAX, &heartbeat_ops, w);
-    u->downloads =
-        mh_pgbatch_new(w->base, conninfo, "meterhub-ingest-download", c->upgrade_timeout_ms,
-                       DOWNLOAD_CONNS, BATCH_MAX, PENDING_MAX, &download_ops, w);
-    return u->heartbeats != NULL && u->downloads != NULL ? 0 : -1;
-}
-
-void ing_upgrade_stop(ing_worker_t *w)
-{
-    ing_upgrade_t *u = w->upg;
-    if (u == NULL)
-        return;
-    mh_pgbatch_free(u->heartbeats); /* answers what is out and what waits */
-    mh_pgbatch_free(u->downloads);
-    free(u);
-    w->upg = NULL;
-}
-
 static void count_status(ing_worker_t *w, int status)
 {
     atomic_fetch_add_explicit(&w->metrics.requests[ing_metrics_status_index(status)], 1,
@@ -343,6 +299,19 @@ static json_t *download_element(void *item, void *arg)
                      "first", first, "last", last);
 }
 
+static void downloads_failed(const PGresult *res, const char *err, void *arg)
+{
+    note_failure(arg, "the firmware download check", res, err);
+}
+
+static const mh_pgbatch_ops_t download_ops = {
+    .sql = downloads_sql,
+    .ncols = DL_NCOLS,
+    .element = download_element,
+    .answer = answer_download,
+    .failed = downloads_failed,
+};
+
 void ing_upgrade_download(ing_worker_t *w, struct evhttp_request *req, const char *id, size_t idlen)
 {
     const ing_device_t *d = ing_authenticate(w, req);
@@ -373,4 +342,32 @@ void ing_upgrade_download(ing_worker_t *w, struct evhttp_request *req, const cha
         note_failure(w, "the firmware download check", NULL, "too many downloads waiting");
         answer_download(dw, NULL, -1, w);
     }
+}
+
+int ing_upgrade_start(ing_worker_t *w)
+{
+    const ing_conf_t *c = &w->srv->cfg->ingest;
+    const char *conninfo = w->srv->cfg->pg.conninfo;
+    if (c->firmware_store == NULL || c->firmware_store[0] == '\0')
+        return 0;
+    ing_upgrade_t *u = mh_calloc(1, sizeof(*u));
+    w->upg = u;
+    u->heartbeats =
+        mh_pgbatch_new(w->base, conninfo, "meterhub-ingest-upgrade", c->upgrade_timeout_ms, 1,
+                       BATCH_MAX, PENDING_MAX, &heartbeat_ops, w);
+    u->downloads =
+        mh_pgbatch_new(w->base, conninfo, "meterhub-ingest-download", c->upgrade_timeout_ms,
+                       DOWNLOAD_CONNS, BATCH_MAX, PENDING_MAX, &download_ops, w);
+    return u->heartbeats != NULL && u->downloads != NULL ? 0 : -1;
+}
+
+void ing_upgrade_stop(ing_worker_t *w)
+{
+    ing_upgrade_t *u = w->upg;
+    if (u == NULL)
+        return;
+    mh_pgbatch_free(u->heartbeats); /* answers what is out and what waits */
+    mh_pgbatch_free(u->downloads);
+    free(u);
+    w->upg = NULL;
 }

@@ -11,6 +11,7 @@
 #include "common/tool.h"
 #include "common/alloc.h"
 #include "common/ids.h"
+#include "common/fileio.h"
 #include "common/log.h"
 
 #include <dirent.h>
@@ -317,7 +318,7 @@ static int read_signature(const char *path, uint8_t sig[MH_RELEASE_SIG_LEN])
     int rc = -1;
     size_t len = 0, n = 0;
     uint8_t *raw = NULL;
-    char *text = (char *)upg_rel_read_file(path, SIG_FILE_MAX, "signature", &len);
+    char *text = mh_read_file(path, SIG_FILE_MAX, "signature", &len);
 
     if (text == NULL) {
         mh_log(MH_LOG_ERROR, "no usable signature: is the manifest signed? (sign writes "
@@ -356,7 +357,7 @@ int upg_rel_publish(const upg_rel_ctx_t *ctx, const upg_rel_args_t *args)
     memset(&m, 0, sizeof(m));
     memset(&r, 0, sizeof(r));
     manifest =
-        upg_rel_read_file(args->manifest, MH_RELEASE_MAX_MANIFEST, "manifest", &manifest_len);
+        (uint8_t *)mh_read_file(args->manifest, MH_RELEASE_MAX_MANIFEST, "manifest", &manifest_len);
     if (manifest == NULL)
         goto fail;
     if (mh_manifest_parse(manifest, manifest_len, &m, err, sizeof(err)) != 0) {

@@ -132,11 +132,6 @@ void upg_rel_rollback(PGconn *conn);
  */
 int upg_rel_write_new(const char *path, const void *buf, size_t len, unsigned mode);
 
-/* Reads a whole file of at most max bytes into an owned buffer (NUL-terminated, *len bytes).
- * what names the file in messages. Returns NULL after logging (missing, larger than max,
- * unreadable). */
-uint8_t *upg_rel_read_file(const char *path, size_t max, const char *what, size_t *len);
-
 /*
  * Streams the regular file at path through SHA-256, reading at most max + 1 bytes (so a file
  * larger than max is seen as such without reading it all), and writes what it read to copy_fd

@@ -10,6 +10,7 @@
 #include "common/tool.h"
 #include "common/alloc.h"
 #include "common/ids.h"
+#include "common/fileio.h"
 #include "common/log.h"
 
 #include <stdio.h>
@@ -191,8 +192,7 @@ int upg_rel_rollout_create(const upg_rel_ctx_t *ctx, const upg_rel_args_t *args)
 
     if (args->devices_file != NULL) {
         size_t len = 0;
-        char *text =
-            (char *)upg_rel_read_file(args->devices_file, LIST_FILE_MAX, "device list", &len);
+        char *text = mh_read_file(args->devices_file, LIST_FILE_MAX, "device list", &len);
         if (text == NULL)
             goto fail;
         int prc = upg_rel_parse_device_list(text, len, &ids, &nids, err, sizeof(err));

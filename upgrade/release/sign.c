@@ -6,6 +6,7 @@
 
 #include "common/tool.h"
 #include "common/alloc.h"
+#include "common/fileio.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -28,7 +29,7 @@ static char *concat(const char *a, const char *b)
 static char *read_notes(const char *path)
 {
     size_t len = 0;
-    char *text = (char *)upg_rel_read_file(path, MH_RELEASE_MAX_NOTES + 1, "notes file", &len);
+    char *text = mh_read_file(path, MH_RELEASE_MAX_NOTES + 1, "notes file", &len);
     if (text == NULL)
         return NULL;
     if (len > 0 && text[len - 1] == '\n')

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "common/release.h"
+#include "device-sim/release_log.h"
 
 #define FX_IMAGE_SIZE 5000
 #define FX_NOW 1764158400 /* the meters' clock in these tests */
@@ -69,6 +70,22 @@ static inline void fx_dispose(fx_t *f)
     memset(f, 0, sizeof(*f));
 }
 
+/* Appends r (f->r[f->n], its manifest and signature made) to the hash-chained log; returns its
+ * index, or -1. */
+static inline int fx_chain(fx_t *f, fx_release_t *r)
+{
+    mh_sha256_hex(r->manifest, r->manifest_len, r->manifest_sha256);
+    r->seq = (int64_t)f->n + 1;
+    if (f->n == 0)
+        memset(r->prev, '0', MH_RELEASE_HASH_HEX);
+    else
+        memcpy(r->prev, f->r[f->n - 1].hash, sizeof(r->prev));
+    r->prev[MH_RELEASE_HASH_HEX] = '\0';
+    if (mh_release_log_hash(r->seq, r->prev, r->manifest_sha256, r->sig, r->hash) != 0)
+        return -1;
+    return (int)f->n++;
+}
+
 /* Signs a manifest of spec and appends it to the log; returns its index, or -1. */
 static inline int fx_add(fx_t *f, const fx_spec_t *spec)
 {
@@ -94,16 +111,7 @@ static inline int fx_add(fx_t *f, const fx_spec_t *spec)
         fprintf(stderr, "fx_add: %s\n", err);
         return -1;
     }
-    mh_sha256_hex(r->manifest, r->manifest_len, r->manifest_sha256);
-    r->seq = (int64_t)f->n + 1;
-    if (f->n == 0)
-        memset(r->prev, '0', MH_RELEASE_HASH_HEX);
-    else
-        memcpy(r->prev, f->r[f->n - 1].hash, sizeof(r->prev));
-    r->prev[MH_RELEASE_HASH_HEX] = '\0';
-    if (mh_release_log_hash(r->seq, r->prev, r->manifest_sha256, r->sig, r->hash) != 0)
-        return -1;
-    return (int)f->n++;
+    return fx_chain(f, r);
 }
 
 /* Signs arbitrary bytes as if they were a manifest and logs them (a signed non-manifest). */
@@ -119,15 +127,7 @@ static inline int fx_add_raw(fx_t *f, const char *bytes)
     if (mh_release_sign(f->key, r->manifest, r->manifest_len, r->sig, err, sizeof(err)) != 0)
         return -1;
     mh_release_id(r->manifest, r->manifest_len, r->id);
-    mh_sha256_hex(r->manifest, r->manifest_len, r->manifest_sha256);
-    r->seq = (int64_t)f->n + 1;
-    if (f->n == 0)
-        memset(r->prev, '0', MH_RELEASE_HASH_HEX);
-    else
-        memcpy(r->prev, f->r[f->n - 1].hash, sizeof(r->prev));
-    r->prev[MH_RELEASE_HASH_HEX] = '\0';
-    mh_release_log_hash(r->seq, r->prev, r->manifest_sha256, r->sig, r->hash);
-    return (int)f->n++;
+    return fx_chain(f, r);
 }
 
 static inline json_t *fx_b64(const uint8_t *buf, size_t len)
@@ -160,6 +160,19 @@ static inline json_t *fx_page(const fx_t *f, size_t from, size_t to, json_int_t 
     json_object_set_new(page, "next_after",
                         next_after < 0 ? json_null() : json_integer(next_after));
     return page;
+}
+
+/* Initializes log with the first n releases, read as one last page of GET /v1/firmware; 0, or
+ * -1 unless the meter's copy took all n and verified them. */
+static inline int fx_log_first(const fx_t *f, size_t n, sim_release_log_t *log)
+{
+    int64_t next = 0;
+    char err[160];
+    sim_release_log_init(log);
+    json_t *page = fx_page(f, 0, n, -1);
+    long added = sim_release_log_add_page(log, page, &next, err, sizeof(err));
+    json_decref(page);
+    return added == (long)n && next == -1 && !log->broken ? 0 : -1;
 }
 
 /* Release i as the "upgrade" of a heartbeat answer. */

@@ -29,16 +29,9 @@ static int setup(void **ts)
 {
     state_t *s = calloc(1, sizeof(*s));
     fx_spec_t good = {.version = "2.4.1"}, later = {.version = "2.5.0"};
-    int64_t next;
-    char err[160];
     fx_init(&s->f);
-    if (fx_add(&s->f, &good) != R_GOOD || fx_add(&s->f, &later) != R_UNLOGGED)
-        return -1;
-    sim_release_log_init(&s->log);
-    json_t *page = fx_page(&s->f, 0, 1, -1);
-    long added = sim_release_log_add_page(&s->log, page, &next, err, sizeof(err));
-    json_decref(page);
-    if (added != 1)
+    if (fx_add(&s->f, &good) != R_GOOD || fx_add(&s->f, &later) != R_UNLOGGED ||
+        fx_log_first(&s->f, 1, &s->log) != 0)
         return -1;
     *ts = s;
     return 0;

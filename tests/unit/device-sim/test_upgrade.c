@@ -36,15 +36,7 @@ static int setup(void **ts)
         fx_add(&s->f, &expired) != R_EXPIRED || fx_add(&s->f, &other_hw) != R_OTHER_HW ||
         fx_add(&s->f, &unknown) != R_UNKNOWN_KEY ||
         fx_add_raw(&s->f, "{\"format\":\"meterhub-manifest/1\"}\n") != R_NOT_MANIFEST ||
-        fx_add(&s->f, &unlogged) != R_UNLOGGED)
-        return -1;
-    sim_release_log_init(&s->log);
-    json_t *page = fx_page(&s->f, 0, R_UNLOGGED, -1);
-    int64_t next = 0;
-    char err[160];
-    long added = sim_release_log_add_page(&s->log, page, &next, err, sizeof(err));
-    json_decref(page);
-    if (added != R_UNLOGGED || next != -1 || s->log.broken)
+        fx_add(&s->f, &unlogged) != R_UNLOGGED || fx_log_first(&s->f, R_UNLOGGED, &s->log) != 0)
         return -1;
     *ts = s;
     return 0;
